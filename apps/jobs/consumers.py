@@ -1,0 +1,226 @@
+"""The worker gateway: a thin WebSocket consumer over the services (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from apps.jobs import services as job_services
+from apps.registry.models import ModelVersion
+from apps.registry.services import model_bytes
+from apps.rounds import services as round_services
+from apps.rounds import tasks as round_tasks
+from apps.rounds import uploads
+from ccgsc_client import wire
+
+log = logging.getLogger(__name__)
+
+CLIENT_TYPES = {"heartbeat", "accept", "decline", "model_request", "upload_begin", "result"}
+_CLOSE_FOR = {
+    "bad_token": wire.CLOSE_BAD_TOKEN,
+    "expired": wire.CLOSE_BAD_TOKEN,
+    "disabled": wire.CLOSE_FORBIDDEN,
+}
+TOUCH_EVERY_S = 5.0
+MODEL_CHUNK = 1024 * 1024
+
+
+class WorkerConsumer(AsyncWebsocketConsumer):
+    """One connected worker: authenticate on hello, then relay frames to services."""
+
+    async def connect(self) -> None:
+        self.worker_id: int | None = None
+        self.tenant_id: int | None = None
+        self.uploads: dict[str, uploads.Upload] = {}
+        self.touched = 0.0
+        await self.accept()
+        self.hello_timer = asyncio.get_running_loop().call_later(
+            settings.CCGSC_HELLO_TIMEOUT_S, self._hello_timeout
+        )
+        _ensure_embedded_ticker()
+
+    def _hello_timeout(self) -> None:
+        if self.worker_id is None:
+            asyncio.ensure_future(self.close(code=wire.CLOSE_HELLO_TIMEOUT))
+
+    async def disconnect(self, code: int) -> None:
+        self.hello_timer.cancel()
+        if self.worker_id is None:
+            return
+        offline = await database_sync_to_async(job_services.worker_disconnect)(
+            worker_id=self.worker_id, channel_name=self.channel_name
+        )
+        if offline:
+            await database_sync_to_async(round_tasks.worker_gone.apply_async)(
+                (self.worker_id,), countdown=settings.CCGSC_RECONNECT_GRACE_S
+            )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        ref_assignment = None
+        try:
+            if text_data is not None:
+                if len(text_data) > settings.CCGSC_MAX_TEXT_FRAME:
+                    raise wire.WireError("too_large", "text frames are limited in size")
+                msg = wire.decode_text(text_data)
+                ref_assignment = msg.get("assignment")
+                await self._dispatch(msg)
+            else:
+                await self._binary(bytes_data or b"")
+        except uploads.UpdateRejected as exc:
+            await self._send_msg(exc.frame())
+        except wire.WireError as exc:
+            await self._error(exc.code, exc.message, exc.ref, ref_assignment)
+        except round_services.AssignmentError as exc:
+            await self._error(exc.code, exc.message, {"assignment": ref_assignment}, ref_assignment)
+
+    async def _dispatch(self, msg: dict) -> None:
+        if self.worker_id is None:
+            await self._hello(msg)
+        elif msg["type"] in CLIENT_TYPES:
+            await getattr(self, f"on_{msg['type']}")(msg)
+        else:
+            raise wire.WireError("unknown_type", f"{msg['type']!r} is not sent by workers")
+
+    async def _binary(self, data: bytes) -> None:
+        if self.worker_id is None:
+            await self.close(code=wire.CLOSE_BAD_PROTOCOL)
+            return
+        if len(data) > settings.CCGSC_CHUNK_BYTES + wire.MAX_HEADER_BYTES + 8:
+            raise wire.WireError("too_large", "binary frames hold at most one chunk")
+        header, payload = wire.decode_binary(data)
+        if header["type"] != "chunk":
+            raise wire.WireError("unknown_type", f"{header['type']!r} is not sent by workers")
+        upload = self.uploads.get(header["upload"])
+        if upload is None:
+            raise wire.WireError("bad_message", "send upload_begin before its chunks", header)
+        await sync_to_async(uploads.upload_chunk, thread_sensitive=False)(
+            upload, seq=header["seq"], crc=header["crc32"], payload=payload
+        )
+        await self._send_msg(
+            {"type": "chunk_ack", "upload": upload.upload_id, "seq": header["seq"]}
+        )
+
+    async def _hello(self, msg: dict) -> None:
+        if msg["type"] != "hello" or msg["protocol"] != wire.PROTOCOL_VERSION:
+            await self.close(code=wire.CLOSE_BAD_PROTOCOL)
+            return
+        worker, why = await database_sync_to_async(job_services.worker_authenticate)(msg["token"])
+        if worker is None:
+            await self.close(code=_CLOSE_FOR[why])
+            return
+        self.hello_timer.cancel()
+        self.worker_id, self.tenant_id = worker.pk, worker.tenant_id
+        previous = await database_sync_to_async(job_services.worker_connect)(
+            worker_id=worker.pk,
+            channel_name=self.channel_name,
+            capabilities=msg.get("capabilities", {}),
+        )
+        if previous:
+            await self.channel_layer.send(
+                previous, {"type": "worker.close", "code": wire.CLOSE_REPLACED}
+            )
+        await self._send_msg(
+            {
+                "type": "welcome",
+                "worker": worker.pk,
+                "protocol": wire.PROTOCOL_VERSION,
+                "heartbeat_s": settings.CCGSC_HEARTBEAT_S,
+            }
+        )
+
+    async def on_heartbeat(self, msg: dict) -> None:
+        now = time.monotonic()
+        if now - self.touched >= TOUCH_EVERY_S:
+            self.touched = now
+            await database_sync_to_async(job_services.worker_touch)(worker_id=self.worker_id)
+        await self._send_msg({"type": "pong"})
+
+    async def on_accept(self, msg: dict) -> None:
+        await database_sync_to_async(round_services.assignment_accept)(
+            worker_id=self.worker_id, assignment_id=msg["assignment"]
+        )
+
+    async def on_decline(self, msg: dict) -> None:
+        await database_sync_to_async(round_services.assignment_drop)(
+            worker_id=self.worker_id, assignment_id=msg["assignment"], reason="declined"
+        )
+
+    async def on_model_request(self, msg: dict) -> None:
+        data = await database_sync_to_async(_model_for)(self.tenant_id, msg["version"])
+        if data is None:
+            raise wire.WireError(
+                "unknown_model", "no such model version", {"version": msg["version"]}
+            )
+        total = wire.chunk_count(len(data), MODEL_CHUNK)
+        for seq, chunk in wire.split_chunks(data, MODEL_CHUNK):
+            header = {"type": "model", "version": msg["version"], "seq": seq, "total": total}
+            await self.send(bytes_data=wire.encode_binary(header, chunk))
+        if "assignment" in msg:
+            await database_sync_to_async(round_services.round_add_bytes_down)(
+                assignment_id=msg["assignment"], nbytes=len(data)
+            )
+
+    async def on_upload_begin(self, msg: dict) -> None:
+        upload = await database_sync_to_async(uploads.upload_begin)(
+            worker_id=self.worker_id, msg=msg
+        )
+        self.uploads[upload.upload_id] = upload
+        await self._send_msg(
+            {"type": "upload_ready", "upload": upload.upload_id, "next_seq": upload.next_seq}
+        )
+
+    async def on_result(self, msg: dict) -> None:
+        upload = self.uploads.get(msg["upload"])
+        if upload is None or upload.assignment_id != msg["assignment"]:
+            raise wire.WireError("bad_message", "no upload with that id for this assignment")
+        status = await database_sync_to_async(uploads.upload_finish)(upload, msg=msg)
+        self.uploads.pop(upload.upload_id, None)
+        await self._send_msg(
+            {"type": "result_ack", "assignment": msg["assignment"], "status": status}
+        )
+
+    async def _error(self, code: str, message: str, ref: dict, assignment_id: int | None) -> None:
+        if self.worker_id is not None:
+            await database_sync_to_async(round_services.bad_frame_count)(
+                worker_id=self.worker_id, assignment_id=ref.get("assignment", assignment_id)
+            )
+        await self._send_msg(wire.error_message(code, message, ref))
+
+    async def _send_msg(self, msg: dict) -> None:
+        await self.send(text_data=wire.encode_text(msg))
+
+    async def worker_send(self, event: dict) -> None:
+        await self._send_msg(event["frame"])
+
+    async def worker_close(self, event: dict) -> None:
+        await self.close(code=event["code"])
+
+
+def _model_for(tenant_id: int, version_id: int) -> bytes | None:
+    model = ModelVersion.objects.filter(pk=version_id, job__tenant_id=tenant_id).first()
+    return model_bytes(model) if model else None
+
+
+_ticker: asyncio.Task | None = None
+
+
+def _ensure_embedded_ticker() -> None:
+    """With eager Celery there is no beat: the server process runs the sweep itself."""
+    global _ticker
+    if settings.CELERY_TASK_ALWAYS_EAGER and (_ticker is None or _ticker.done()):
+        _ticker = asyncio.ensure_future(_tick_forever())
+
+
+async def _tick_forever() -> None:
+    while True:
+        await asyncio.sleep(5)
+        try:
+            await database_sync_to_async(round_services.rounds_sweep)()
+        except Exception:  # noqa: BLE001 - the sweep must outlive a failed pass
+            log.exception("rounds sweep failed")

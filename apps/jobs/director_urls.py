@@ -1,0 +1,14 @@
+"""Director routes."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from apps.jobs import director
+
+app_name = "director"
+urlpatterns = [
+    path("", director.job_list, name="job-list"),
+    path("jobs/<int:job_id>/", director.job_detail, name="job-detail"),
+    path("workers/", director.worker_list, name="worker-list"),
+]

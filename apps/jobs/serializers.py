@@ -1,0 +1,89 @@
+"""Input and output serializers for the jobs API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.jobs.models import Job, Worker
+
+
+class JobCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    type = serializers.ChoiceField(choices=Job.Type.choices)
+    kernel = serializers.CharField(max_length=64)
+    config = serializers.DictField(required=False, default=dict)
+    policy = serializers.DictField(required=False, default=dict)
+
+
+class JobOutput(serializers.ModelSerializer):
+    current_round = serializers.SerializerMethodField()
+    latest_model = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "name",
+            "type",
+            "kernel",
+            "config",
+            "policy",
+            "status",
+            "error",
+            "created_at",
+            "started_at",
+            "ended_at",
+            "current_round",
+            "latest_model",
+        ]
+
+    def get_current_round(self, job: Job) -> int | None:
+        last = job.rounds.order_by("-number", "-attempt").first()
+        return last.number if last else None
+
+    def get_latest_model(self, job: Job) -> dict | None:
+        model = job.model_versions.order_by("-version").first()
+        if model is None:
+            return None
+        return {"id": model.id, "version": model.version, "metrics": model.metrics}
+
+
+class KernelOutput(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    description = serializers.CharField()
+    config_schema = serializers.DictField()
+
+
+class WorkerOutput(serializers.ModelSerializer):
+    connected = serializers.BooleanField(source="is_connected")
+
+    class Meta:
+        model = Worker
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "capabilities",
+            "connected",
+            "last_seen",
+            "samples_per_s",
+            "updates_accepted",
+            "updates_rejected",
+            "bad_frames",
+            "is_active",
+            "created_at",
+        ]
+
+
+class WorkerEnrollInput(serializers.Serializer):
+    enrollment_key = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=200, required=False, default="")
+    kind = serializers.ChoiceField(choices=Worker.Kind.choices, default=Worker.Kind.PYTHON)
+    capabilities = serializers.DictField(required=False, default=dict)
+
+
+class WorkerEnrollOutput(serializers.Serializer):
+    worker = serializers.IntegerField()
+    token = serializers.CharField()
+    expires_at = serializers.DateTimeField()

@@ -1,0 +1,462 @@
+"""Round and assignment transitions: one transaction each, idempotent when a message repeats.
+
+Lock order, wherever two are taken: the round, then its assignments.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.jobs import gateway
+from apps.jobs.models import Job, Worker
+from apps.registry.models import ModelVersion
+from apps.registry.services import model_version_create, model_weights
+from apps.rounds import strategies
+from apps.rounds.models import Assignment, Round
+from apps.rounds.policy import selection_size
+from apps.rounds.selectors import eligible_workers
+from ccgsc_client import wire
+from kernels import get_kernel, load_dataset
+
+log = logging.getLogger(__name__)
+
+
+class AssignmentError(Exception):
+    """A worker referred to an assignment it may not act on; ``code`` is a wire error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _tasks():  # noqa: ANN202 - tasks import this module, so import them late
+    from apps.rounds import tasks
+
+    return tasks
+
+
+def round_open(*, job: Job, base_model: ModelVersion, number: int, attempt: int = 1) -> Round:
+    fl_round = Round.objects.create(
+        job=job,
+        number=number,
+        attempt=attempt,
+        base_model=base_model,
+        cohort_target=job.policy["cohort_size"],
+        min_reports=job.policy["min_reports"],
+    )
+    transaction.on_commit(lambda: _tasks().round_select.delay(fl_round.id))
+    transaction.on_commit(lambda: gateway.notify_director(job.id))
+    return fl_round
+
+
+@transaction.atomic
+def round_select(*, round_id: int) -> Round | None:
+    """Offer the round to a cohort of eligible workers once enough of them are connected."""
+    fl_round = Round.objects.select_for_update().filter(pk=round_id).first()
+    if fl_round is None or fl_round.status != Round.Status.SELECTING:
+        return fl_round
+    job = Job.objects.get(pk=fl_round.job_id)
+    if job.status != Job.Status.RUNNING:
+        return fl_round
+    policy = job.policy
+    candidates = eligible_workers(job)
+    waited = (timezone.now() - fl_round.started_at).total_seconds()
+    wanted = selection_size(policy, 10**9)
+    if len(candidates) < wanted and (
+        len(candidates) < fl_round.min_reports or waited < policy["selection_timeout_s"]
+    ):
+        return fl_round
+    chosen = random.sample(candidates, selection_size(policy, len(candidates)))
+    assignments = Assignment.objects.bulk_create(
+        [Assignment(fl_round=fl_round, worker=worker) for worker in chosen]
+    )
+    fl_round.status = Round.Status.TRAINING
+    fl_round.selected = len(chosen)
+    fl_round.deadline = timezone.now() + timedelta(seconds=policy["round_deadline_s"])
+    fl_round.save(update_fields=["status", "selected", "deadline"])
+    frames = [
+        (worker.channel_name, assign_frame(job, fl_round, assignment))
+        for worker, assignment in zip(chosen, assignments, strict=True)
+    ]
+    transaction.on_commit(lambda: gateway.send_frames(frames))
+    transaction.on_commit(
+        lambda: _tasks().round_check_deadline.apply_async(
+            (fl_round.id,), countdown=policy["round_deadline_s"] + 0.5
+        )
+    )
+    return fl_round
+
+
+def assign_frame(job: Job, fl_round: Round, assignment: Assignment) -> dict:
+    model = fl_round.base_model
+    return {
+        "type": "assign",
+        "assignment": assignment.id,
+        "job": job.id,
+        "round": fl_round.number,
+        "kernel": job.kernel,
+        "config": job.config,
+        "model": {
+            "version": model.id,
+            "sha256": model.sha256,
+            "length": model.length,
+            "size": model.size,
+        },
+        "upload": {"codec": job.policy["codec"], "chunk_size": settings.CCGSC_CHUNK_BYTES},
+        "deadline": fl_round.deadline.isoformat(),
+    }
+
+
+def _locked_assignment(*, worker_id: int, assignment_id: int) -> tuple[Round, Assignment]:
+    """Lock the assignment's round, then the assignment; unknown or foreign ids raise."""
+    round_id = (
+        Assignment.objects.filter(pk=assignment_id, worker_id=worker_id)
+        .values_list("fl_round_id", flat=True)
+        .first()
+    )
+    if round_id is None:
+        raise AssignmentError("unknown_assignment", f"no assignment {assignment_id} for you")
+    fl_round = Round.objects.select_for_update().get(pk=round_id)
+    assignment = Assignment.objects.select_for_update().get(pk=assignment_id)
+    return fl_round, assignment
+
+
+@transaction.atomic
+def assignment_accept(*, worker_id: int, assignment_id: int) -> Assignment:
+    fl_round, assignment = _locked_assignment(worker_id=worker_id, assignment_id=assignment_id)
+    if assignment.status == Assignment.Status.OFFERED:
+        assignment.status = Assignment.Status.ACCEPTED
+        assignment.save(update_fields=["status"])
+    return assignment
+
+
+@transaction.atomic
+def assignment_check_open(*, worker_id: int, assignment_id: int) -> Assignment:
+    """The assignment if it may still receive an update, else AssignmentError with the reason."""
+    fl_round, assignment = _locked_assignment(worker_id=worker_id, assignment_id=assignment_id)
+    if assignment.status == Assignment.Status.REPORTED:
+        raise AssignmentError("replayed", "this assignment already has an accepted update")
+    if assignment.status not in Assignment.PENDING or fl_round.status != Round.Status.TRAINING:
+        raise AssignmentError("wrong_round", "the round no longer accepts this assignment")
+    return assignment
+
+
+@transaction.atomic
+def assignment_report(
+    *,
+    worker_id: int,
+    assignment_id: int,
+    update_key: str,
+    sha256: str,
+    nbytes: int,
+    num_samples: int,
+    metrics: dict,
+) -> str:
+    """Record a stored, validated update. Returns "accepted", or raises AssignmentError."""
+    fl_round, assignment = _locked_assignment(worker_id=worker_id, assignment_id=assignment_id)
+    if assignment.status == Assignment.Status.REPORTED:
+        if assignment.update_sha256 == sha256:
+            return "accepted"  # a repeated result whose acknowledgement was lost
+        raise AssignmentError("replayed", "this assignment already has an accepted update")
+    if assignment.status not in Assignment.PENDING or fl_round.status != Round.Status.TRAINING:
+        raise AssignmentError("wrong_round", "the round no longer accepts this assignment")
+    assignment.status = Assignment.Status.REPORTED
+    assignment.update_key, assignment.update_sha256 = update_key, sha256
+    assignment.update_bytes, assignment.num_samples = nbytes, num_samples
+    assignment.metrics = _clean_metrics(metrics)
+    assignment.settled_at = timezone.now()
+    assignment.save()
+    fl_round.participants += 1
+    fl_round.bytes_up += nbytes
+    fl_round.save(update_fields=["participants", "bytes_up"])
+    Worker.objects.filter(pk=worker_id).update(updates_accepted=F("updates_accepted") + 1)
+    _after_settle(fl_round)
+    return "accepted"
+
+
+def _clean_metrics(metrics: dict) -> dict:
+    """Keep the finite numbers a worker reported under short names."""
+    return {
+        str(k)[:32]: float(v)
+        for k, v in list(metrics.items())[:16]
+        if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+    }
+
+
+@transaction.atomic
+def assignment_reject(*, worker_id: int, assignment_id: int, code: str) -> None:
+    """A bad update: the assignment is rejected and counted; its bytes are never aggregated."""
+    fl_round, assignment = _locked_assignment(worker_id=worker_id, assignment_id=assignment_id)
+    fl_round.bad_frames += 1
+    if assignment.status in Assignment.PENDING and fl_round.status == Round.Status.TRAINING:
+        assignment.status, assignment.error_code = Assignment.Status.REJECTED, code
+        assignment.settled_at = timezone.now()
+        assignment.save(update_fields=["status", "error_code", "settled_at"])
+        fl_round.rejected += 1
+        Worker.objects.filter(pk=worker_id).update(updates_rejected=F("updates_rejected") + 1)
+    fl_round.save(update_fields=["bad_frames", "rejected"])
+    _after_settle(fl_round)
+
+
+def bad_frame_count(*, worker_id: int, assignment_id: int | None) -> None:
+    """Count a protocol error on the assignment's round, or on the worker when there is none."""
+    round_id = None
+    if assignment_id is not None:
+        round_id = (
+            Assignment.objects.filter(pk=assignment_id, worker_id=worker_id)
+            .values_list("fl_round_id", flat=True)
+            .first()
+        )
+    if round_id is not None:
+        Round.objects.filter(pk=round_id).update(bad_frames=F("bad_frames") + 1)
+    Worker.objects.filter(pk=worker_id).update(bad_frames=F("bad_frames") + 1)
+
+
+@transaction.atomic
+def assignment_drop(*, worker_id: int, assignment_id: int, reason: str) -> None:
+    fl_round, assignment = _locked_assignment(worker_id=worker_id, assignment_id=assignment_id)
+    if assignment.status not in Assignment.PENDING or fl_round.status != Round.Status.TRAINING:
+        return
+    assignment.status, assignment.error_code = Assignment.Status.DROPPED, reason
+    assignment.settled_at = timezone.now()
+    assignment.save(update_fields=["status", "error_code", "settled_at"])
+    fl_round.dropped += 1
+    fl_round.save(update_fields=["dropped"])
+    _after_settle(fl_round)
+
+
+def worker_drop_pending(*, worker_id: int, reason: str) -> int:
+    """Drop every pending assignment of a worker that has gone (each in its own transaction)."""
+    pending = Assignment.objects.filter(
+        worker_id=worker_id, status__in=Assignment.PENDING, fl_round__status=Round.Status.TRAINING
+    ).values_list("id", flat=True)
+    ids = list(pending)
+    for assignment_id in ids:
+        assignment_drop(worker_id=worker_id, assignment_id=assignment_id, reason=reason)
+    return len(ids)
+
+
+def round_add_bytes_down(*, assignment_id: int, nbytes: int) -> None:
+    Round.objects.filter(assignments__id=assignment_id).update(bytes_down=F("bytes_down") + nbytes)
+
+
+def _after_settle(fl_round: Round) -> None:
+    """With the round locked: aggregate at quorum, fail when quorum can no longer be met."""
+    if fl_round.status != Round.Status.TRAINING:
+        return
+    pending = fl_round.assignments.filter(status__in=Assignment.PENDING).exists()
+    if fl_round.participants >= fl_round.cohort_target or (
+        not pending and fl_round.participants >= fl_round.min_reports
+    ):
+        _start_aggregation(fl_round)
+    elif not pending:
+        _round_fail(fl_round, f"quorum missed: {fl_round.participants} of {fl_round.min_reports}")
+
+
+def _stop_pending(fl_round: Round) -> None:
+    """Pending assignments of a round that stops accepting work become late; workers are told."""
+    pending = list(
+        fl_round.assignments.filter(status__in=Assignment.PENDING).select_related("worker")
+    )
+    Assignment.objects.filter(pk__in=[a.pk for a in pending]).update(
+        status=Assignment.Status.LATE, error_code="round_closed", settled_at=timezone.now()
+    )
+    fl_round.late += len(pending)
+    frames = [
+        (a.worker.channel_name, {"type": "cancel", "assignment": a.id, "reason": "round closed"})
+        for a in pending
+        if a.worker.channel_name
+    ]
+    transaction.on_commit(lambda: gateway.send_frames(frames))
+
+
+def _start_aggregation(fl_round: Round) -> None:
+    _stop_pending(fl_round)
+    fl_round.status = Round.Status.AGGREGATING
+    fl_round.save(update_fields=["status", "late"])
+    transaction.on_commit(lambda: _tasks().round_aggregate.delay(fl_round.id))
+
+
+def round_stop(fl_round: Round, reason: str) -> None:
+    """With the round locked: mark it failed and release its pending workers."""
+    _stop_pending(fl_round)
+    fl_round.status, fl_round.error, fl_round.ended_at = Round.Status.FAILED, reason, timezone.now()
+    fl_round.save(update_fields=["status", "error", "ended_at", "late"])
+    transaction.on_commit(lambda: gateway.notify_director(fl_round.job_id))
+
+
+def _round_fail(fl_round: Round, reason: str) -> None:
+    """Fail the round; retry it or fail the job, as the job's policy says."""
+    round_stop(fl_round, reason)
+    job = Job.objects.select_for_update().get(pk=fl_round.job_id)
+    if job.status not in (Job.Status.RUNNING, Job.Status.PAUSED):
+        return
+    policy = job.policy
+    if policy["on_quorum_miss"] == "retry" and fl_round.attempt <= policy["max_round_retries"]:
+        round_open(
+            job=job,
+            base_model=fl_round.base_model,
+            number=fl_round.number,
+            attempt=fl_round.attempt + 1,
+        )
+    else:
+        job_finish(job, Job.Status.FAILED, f"round {fl_round.number} failed: {reason}")
+
+
+def job_finish(job: Job, status: str, error: str = "") -> None:
+    job.status, job.error, job.ended_at = status, error, timezone.now()
+    job.save(update_fields=["status", "error", "ended_at"])
+    transaction.on_commit(lambda: gateway.notify_director(job.id))
+
+
+@transaction.atomic
+def round_check_deadline(*, round_id: int) -> None:
+    fl_round = Round.objects.select_for_update().filter(pk=round_id).first()
+    if fl_round is None or fl_round.status != Round.Status.TRAINING:
+        return
+    if fl_round.deadline and fl_round.deadline > timezone.now():
+        return
+    if fl_round.participants >= fl_round.min_reports:
+        _start_aggregation(fl_round)
+    else:
+        _round_fail(fl_round, f"deadline passed with {fl_round.participants} reports")
+
+
+def round_aggregate(*, round_id: int) -> None:
+    """Claim the round, fold its accepted updates into the new model, close it, open the next."""
+    if not _claim_aggregation(round_id):
+        return
+    fl_round = Round.objects.select_related("job", "base_model").get(pk=round_id)
+    job = fl_round.job
+    reports = list(fl_round.assignments.filter(status=Assignment.Status.REPORTED).order_by("id"))
+    base = model_weights(fl_round.base_model)
+    mean = strategies.fedavg(
+        ((_read_update(a, base.size), float(a.num_samples)) for a in reports), base.size
+    )
+    weights = strategies.apply_delta(base, mean, job.policy["server_lr"])
+    metrics = {**_worker_metrics(reports), **_evaluate(job, weights)}
+    _round_close(fl_round.id, weights, metrics, [a.id for a in reports])
+
+
+def _claim_aggregation(round_id: int) -> bool:
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CCGSC_AGGREGATION_CLAIM_TIMEOUT_S)
+    return bool(
+        Round.objects.filter(pk=round_id, status=Round.Status.AGGREGATING)
+        .filter(Q(aggregation_claimed_at__isnull=True) | Q(aggregation_claimed_at__lt=stale))
+        .update(aggregation_claimed_at=now)
+    )
+
+
+def _read_update(assignment: Assignment, length: int) -> np.ndarray:
+    with default_storage.open(assignment.update_key, "rb") as handle:
+        data = handle.read()
+    if wire.sha256_hex(data) != assignment.update_sha256:
+        raise ValueError(f"stored update of assignment {assignment.id} does not match its hash")
+    codec = "f16" if len(data) == 2 * length else "f32"
+    return wire.decode_tensor(data, codec, length)
+
+
+def _worker_metrics(reports: list[Assignment]) -> dict:
+    """The workers' own training metrics, averaged by sample count."""
+    total = sum(a.num_samples for a in reports)
+    out: dict[str, float] = {}
+    for name in ("loss", "accuracy"):
+        pairs = [(a.metrics[name], a.num_samples) for a in reports if name in a.metrics]
+        if pairs and total:
+            out[f"train_{name}"] = sum(v * n for v, n in pairs) / sum(n for _, n in pairs)
+    out["num_samples"] = total
+    return out
+
+
+def _evaluate(job: Job, weights: np.ndarray) -> dict:
+    """Server-side evaluation on the held-out split when the job names a bundled dataset."""
+    dataset = job.config.get("dataset")
+    if not dataset:
+        return {}
+    data = load_dataset(dataset)
+    result = get_kernel(job.kernel).evaluate(weights, data.X_test, data.y_test, job.config)
+    return {"loss": float(result["loss"]), "accuracy": float(result["accuracy"])}
+
+
+@transaction.atomic
+def _round_close(round_id: int, weights: np.ndarray, metrics: dict, aggregated: list[int]) -> None:
+    fl_round = Round.objects.select_for_update().select_related("base_model").get(pk=round_id)
+    if fl_round.status != Round.Status.AGGREGATING:
+        return  # another claimant finished first
+    job = Job.objects.select_for_update().get(pk=fl_round.job_id)
+    model = model_version_create(
+        job_id=job.id,
+        version=fl_round.base_model.version + 1,
+        weights=weights,
+        parent=fl_round.base_model,
+        fl_round_id=fl_round.id,
+        metrics=metrics,
+    )
+    Assignment.objects.filter(pk__in=aggregated).update(aggregated=True)
+    fl_round.status, fl_round.metrics, fl_round.ended_at = (
+        Round.Status.CLOSED,
+        metrics,
+        timezone.now(),
+    )
+    fl_round.save(update_fields=["status", "metrics", "ended_at"])
+    _job_advance(job, fl_round, model)
+
+
+def _job_advance(job: Job, fl_round: Round, model: ModelVersion) -> None:
+    """After a closed round: complete the job or open the next round (not while paused)."""
+    transaction.on_commit(lambda: gateway.notify_director(job.id))
+    if job.status != Job.Status.RUNNING:
+        return
+    target = job.policy.get("target_accuracy")
+    if fl_round.number >= job.policy["max_rounds"]:
+        job_finish(job, Job.Status.COMPLETED)
+    elif target is not None and fl_round.metrics.get("accuracy", 0.0) >= target:
+        job_finish(job, Job.Status.COMPLETED)
+    else:
+        round_open(job=job, base_model=model, number=fl_round.number + 1)
+
+
+def rounds_sweep() -> dict:
+    """Periodic repair: forget silent workers, enforce deadlines, retry selection and claims."""
+    now = timezone.now()
+    silent = now - timedelta(seconds=settings.CCGSC_WORKER_TIMEOUT_S)
+    gone = list(
+        Worker.objects.exclude(channel_name="")
+        .filter(last_seen__lt=silent)
+        .values_list("id", flat=True)
+    )
+    Worker.objects.filter(pk__in=gone).update(channel_name="")
+    for worker_id in gone:
+        worker_drop_pending(worker_id=worker_id, reason="timeout")
+    tasks = _tasks()
+    overdue = Round.objects.filter(status=Round.Status.TRAINING, deadline__lt=now)
+    for round_id in overdue.values_list("id", flat=True):
+        round_check_deadline(round_id=round_id)
+    selecting = Round.objects.filter(status=Round.Status.SELECTING, job__status=Job.Status.RUNNING)
+    for round_id in selecting.values_list("id", flat=True):
+        tasks.round_select.delay(round_id)
+    stale = now - timedelta(seconds=settings.CCGSC_AGGREGATION_CLAIM_TIMEOUT_S)
+    unclaimed = Round.objects.filter(status=Round.Status.AGGREGATING).filter(
+        Q(aggregation_claimed_at__isnull=True, started_at__lt=now - timedelta(seconds=30))
+        | Q(aggregation_claimed_at__lt=stale)
+    )
+    for round_id in unclaimed.values_list("id", flat=True):
+        tasks.round_aggregate.delay(round_id)
+    return {"gone": len(gone), "selecting": selecting.count()}
+
+
+def worker_gone(*, worker_id: int) -> int:
+    if Worker.objects.filter(pk=worker_id).exclude(channel_name="").exists():
+        return 0  # it reconnected within the grace period
+    return worker_drop_pending(worker_id=worker_id, reason="disconnected")

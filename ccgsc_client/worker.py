@@ -1,0 +1,406 @@
+"""The headless Python worker: connects, trains on local data, uploads updates (no Django).
+
+Run ``python -m ccgsc_client.worker --server ws://host:8000 --token T --dataset digits
+--shard 3/10`` to train on a simulation shard, or ``--data file.csv --label-column y`` for
+private data. The protocol is docs/protocol.md; frames come from ccgsc_client.wire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import websockets
+
+import kernels
+from ccgsc_client import wire
+
+log = logging.getLogger("ccgsc.worker")
+MAX_FRAME = 16 * 1024 * 1024
+
+
+class Rejected(Exception):
+    """The server refused a step of an assignment (an error frame or a cancel)."""
+
+
+class ProtocolClosed(Exception):
+    """The server closed the socket with a code that retrying will not fix."""
+
+
+FATAL_CLOSE = {
+    wire.CLOSE_BAD_TOKEN,
+    wire.CLOSE_FORBIDDEN,
+    wire.CLOSE_BAD_PROTOCOL,
+    wire.CLOSE_REPLACED,
+}
+
+
+@dataclass
+class PendingResult:
+    """A trained update not yet acknowledged: kept across reconnects so the upload resumes."""
+
+    assignment: int
+    upload: str
+    data: bytes
+    codec: str
+    length: int
+    chunk_size: int
+    num_samples: int
+    metrics: dict
+
+
+@dataclass
+class Stats:
+    assignments: int = 0
+    accepted: int = 0
+    errors: list = field(default_factory=list)
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+class Worker:
+    """One worker connection with reconnects; ``run`` returns when ``stop`` is set."""
+
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        name: str = "",
+        delay_s: float = 0.0,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.url = server.rstrip("/") + "/ws/worker/"
+        self.token, self.name = token, name
+        self.X, self.y = X, y
+        self.delay_s, self.max_backoff_s = delay_s, max_backoff_s
+        self.models: dict[str, np.ndarray] = {}  # by sha256
+        self.pending: dict[int, PendingResult] = {}
+        self.stats = Stats()
+        self.samples_per_s: float | None = None
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        attempt = 0
+        while not stop.is_set():
+            try:
+                async with websockets.connect(self.url, max_size=MAX_FRAME) as ws:
+                    attempt = 0
+                    await self._session(ws, stop)
+            except websockets.ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else None
+                if code in FATAL_CLOSE:
+                    raise ProtocolClosed(f"server closed the connection with code {code}") from exc
+            except (TimeoutError, OSError, websockets.InvalidHandshake) as exc:
+                log.info("connection failed: %s", exc)
+            if stop.is_set():
+                break
+            attempt += 1
+            await _sleep_or_stop(stop, _backoff(attempt, self.max_backoff_s))
+
+    async def _session(self, ws, stop: asyncio.Event) -> None:
+        session = _Session(self, ws)
+        await session.hello()
+        await session.serve(stop)
+
+    def capabilities(self) -> dict:
+        caps = {
+            "kernels": [k.name for k in kernels.list_kernels()],
+            "codecs": list(wire.CODECS),
+            "samples": int(len(self.y)),
+            "n_features": int(self.X.shape[1]),
+            "runtime": "python",
+        }
+        if self.samples_per_s:
+            caps["samples_per_s"] = self.samples_per_s
+        return caps
+
+    def train(self, assign: dict, weights: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Local training (runs in a thread); returns the update (a delta) and metrics."""
+        kernel = kernels.get_kernel(assign["kernel"])
+        start = time.perf_counter()
+        trained, metrics = kernel.train(weights, self.X, self.y, assign["config"])
+        elapsed = time.perf_counter() - start
+        epochs = assign["config"].get("epochs", 1)
+        self.samples_per_s = len(self.y) * epochs / max(elapsed, 1e-9)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return trained - weights, metrics
+
+
+class _Session:
+    """One connected socket: a reader that routes frames, and a task per assignment."""
+
+    def __init__(self, worker: Worker, ws) -> None:
+        self.worker, self.ws = worker, ws
+        self.inbox: dict[object, asyncio.Queue] = {}
+        self.model_parts: dict[int, dict[int, bytes]] = {}
+        self.heartbeat_s = 15.0
+        self.tasks: set[asyncio.Task] = set()
+
+    async def send(self, msg: dict) -> None:
+        await self.ws.send(wire.encode_text(msg))
+
+    async def hello(self) -> None:
+        await self.send(
+            {
+                "type": "hello",
+                "protocol": wire.PROTOCOL_VERSION,
+                "token": self.worker.token,
+                "capabilities": self.worker.capabilities(),
+            }
+        )
+        welcome = wire.decode_text(await asyncio.wait_for(self.ws.recv(), 30))
+        if welcome["type"] != "welcome":
+            raise Rejected(f"expected welcome, got {welcome}")
+        self.heartbeat_s = float(welcome["heartbeat_s"])
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        for pending in list(self.worker.pending.values()):
+            self._spawn(self.resume(pending))
+        beat = asyncio.create_task(self.heartbeats())
+        stopper = asyncio.create_task(stop.wait())
+        reader = asyncio.create_task(self.read())
+        try:
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # re-raise ConnectionClosed for the reconnect loop
+        finally:
+            for task in (beat, stopper, reader, *self.tasks):
+                task.cancel()
+
+    async def heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            await self.send({"type": "heartbeat"})
+
+    async def read(self) -> None:
+        async for frame in self.ws:
+            if isinstance(frame, bytes):
+                self.on_binary(frame)
+            else:
+                self.on_text(wire.decode_text(frame))
+
+    def on_text(self, msg: dict) -> None:
+        kind = msg["type"]
+        if kind == "assign":
+            self.worker.stats.assignments += 1
+            self._spawn(self.work(msg))
+        elif kind in ("upload_ready", "chunk_ack"):
+            self._deliver(("upload", msg["upload"]), msg)
+        elif kind in ("result_ack", "cancel"):
+            self._deliver(("assignment", msg["assignment"]), msg)
+        elif kind == "error":
+            self.worker.stats.errors.append(msg["code"])
+            ref = msg.get("ref", {})
+            for key in (
+                ("upload", ref.get("upload")),
+                ("assignment", ref.get("assignment")),
+                ("model", ref.get("version")),
+            ):
+                self._deliver(key, msg)
+            log.warning("server error %s: %s", msg["code"], msg["message"])
+
+    def on_binary(self, frame: bytes) -> None:
+        header, payload = wire.decode_binary(frame)
+        parts = self.model_parts.setdefault(header["version"], {})
+        parts[header["seq"]] = bytes(payload)
+        if len(parts) == header["total"]:
+            data = b"".join(parts[i] for i in range(header["total"]))
+            del self.model_parts[header["version"]]
+            self._deliver(("model", header["version"]), data)
+
+    def _deliver(self, key: object, item: object) -> None:
+        queue = self.inbox.get(key)
+        if queue is not None:
+            queue.put_nowait(item)
+
+    async def _expect(self, key: object, kind: str | None, timeout: float = 120.0):
+        """The next item routed to ``key``; an error or cancel frame raises Rejected."""
+        item = await asyncio.wait_for(self.inbox[key].get(), timeout)
+        if isinstance(item, dict) and item["type"] in ("error", "cancel"):
+            raise Rejected(item.get("code", "cancelled"))
+        if kind is not None and item["type"] != kind:
+            raise Rejected(f"expected {kind}, got {item['type']}")
+        return item
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, Rejected | websockets.ConnectionClosed):
+                log.error("assignment failed: %r", exc)
+
+    async def work(self, assign: dict) -> None:
+        assignment = assign["assignment"]
+        self.inbox[("assignment", assignment)] = asyncio.Queue()
+        try:
+            if assign["config"].get("n_features") != self.worker.X.shape[1]:
+                await self.send(
+                    {
+                        "type": "decline",
+                        "assignment": assignment,
+                        "reason": "my data has a different number of features",
+                    }
+                )
+                return
+            await self.send({"type": "accept", "assignment": assignment})
+            weights = await self.model(assign["model"], assignment)
+            update, metrics = await asyncio.to_thread(self.worker.train, assign, weights)
+            spec = assign["upload"]
+            pending = PendingResult(
+                assignment=assignment,
+                upload=secrets.token_urlsafe(12),
+                data=wire.encode_tensor(update, spec["codec"]),
+                codec=spec["codec"],
+                length=int(update.size),
+                chunk_size=spec["chunk_size"],
+                num_samples=int(len(self.worker.y)),
+                metrics={"loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"])},
+            )
+            self.worker.pending[assignment] = pending
+            await self.upload(pending)
+        finally:
+            self.inbox.pop(("assignment", assignment), None)
+
+    async def resume(self, pending: PendingResult) -> None:
+        self.inbox[("assignment", pending.assignment)] = asyncio.Queue()
+        try:
+            await self.upload(pending)
+        finally:
+            self.inbox.pop(("assignment", pending.assignment), None)
+
+    async def model(self, ref: dict, assignment: int) -> np.ndarray:
+        cached = self.worker.models.get(ref["sha256"])
+        if cached is not None:
+            return cached
+        key = ("model", ref["version"])
+        self.inbox[key] = asyncio.Queue()
+        try:
+            await self.send(
+                {"type": "model_request", "version": ref["version"], "assignment": assignment}
+            )
+            data = await asyncio.wait_for(self.inbox[key].get(), 120)
+        finally:
+            self.inbox.pop(key, None)
+        if isinstance(data, dict):
+            raise Rejected(data.get("code", "model"))
+        if wire.sha256_hex(data) != ref["sha256"]:
+            raise Rejected("model hash mismatch")
+        weights = wire.decode_tensor(data, "f32", ref["length"])
+        self.worker.stats.bytes_down += len(data)
+        self.worker.models = {ref["sha256"]: weights}  # keep only the newest model
+        return weights
+
+    async def upload(self, p: PendingResult) -> None:
+        """Begin (or resume) the upload, send the missing chunks, then the result."""
+        key = ("upload", p.upload)
+        self.inbox[key] = asyncio.Queue()
+        try:
+            await self.send(
+                {
+                    "type": "upload_begin",
+                    "assignment": p.assignment,
+                    "upload": p.upload,
+                    "size": len(p.data),
+                    "sha256": wire.sha256_hex(p.data),
+                    "chunk_size": p.chunk_size,
+                    "codec": p.codec,
+                    "length": p.length,
+                }
+            )
+            ready = await self._expect(key, "upload_ready")
+            chunks = list(wire.split_chunks(p.data, p.chunk_size))[ready["next_seq"] :]
+            for seq, chunk in chunks:
+                header = {
+                    "type": "chunk",
+                    "upload": p.upload,
+                    "seq": seq,
+                    "crc32": wire.crc32(chunk),
+                }
+                await self.ws.send(wire.encode_binary(header, chunk))
+            for _ in chunks:
+                await self._expect(key, "chunk_ack")
+            await self.send(
+                {
+                    "type": "result",
+                    "assignment": p.assignment,
+                    "upload": p.upload,
+                    "num_samples": p.num_samples,
+                    "metrics": p.metrics,
+                }
+            )
+            await self._expect(("assignment", p.assignment), "result_ack")
+            self.worker.stats.accepted += 1
+            self.worker.stats.bytes_up += len(p.data)
+            self.worker.pending.pop(p.assignment, None)
+        except Rejected:
+            self.worker.pending.pop(p.assignment, None)
+            raise
+        finally:
+            self.inbox.pop(key, None)
+
+
+def _backoff(attempt: int, cap: float) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, 0.5 * 2 ** min(attempt, 16)))
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    if args.data:
+        return kernels.load_csv(args.data, args.label_column)
+    index, count = (int(part) for part in args.shard.split("/"))
+    return kernels.load_shard(args.dataset, index, count, args.partition, args.seed)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ccgsc_client.worker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--server", required=True, help="ws:// or wss:// address of the server")
+    parser.add_argument("--token", required=True, help="this worker's token (from enroll)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="simulation: a bundled dataset, e.g. digits")
+    source.add_argument("--data", help="a CSV file of private data with a header row")
+    parser.add_argument("--label-column", default="label", help="CSV column with class labels")
+    parser.add_argument("--shard", default="0/1", help="simulation shard INDEX/COUNT (0-based)")
+    parser.add_argument("--partition", default="iid", help="iid, dirichlet:ALPHA or natural")
+    parser.add_argument("--seed", type=int, default=0, help="partition seed")
+    parser.add_argument("--name", default="", help="a name shown in the Director")
+    parser.add_argument("--delay", type=float, default=0.0, help="extra seconds per round")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    X, y = load_data(args)
+    worker = Worker(args.server, args.token, X, y, name=args.name, delay_s=args.delay)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(worker.run())
+
+
+if __name__ == "__main__":
+    main()
