@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ccgsc
 TEST_REDIS_URL ?= redis://127.0.0.1:6379
+export DB_CONN_MAX_AGE := 0
 
 .PHONY: demo test test-quick services lint bench install install-dev
 

@@ -57,9 +57,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             worker_id=self.worker_id, channel_name=self.channel_name
         )
         if offline:
-            await database_sync_to_async(round_tasks.worker_gone.apply_async)(
-                (self.worker_id,), countdown=settings.CCGSC_RECONNECT_GRACE_S
-            )
+            await _later(settings.CCGSC_RECONNECT_GRACE_S, round_tasks.worker_gone, self.worker_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         ref_assignment = None
@@ -207,6 +205,21 @@ def _model_for(tenant_id: int, version_id: int) -> bytes | None:
     return model_bytes(model) if model else None
 
 
+async def _later(delay: float, task, *args) -> None:
+    """Run a task after a delay: a Celery countdown, or a timer here when Celery is eager."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        await database_sync_to_async(task.apply_async)(args, countdown=delay)
+        return
+
+    async def run() -> None:
+        await asyncio.sleep(delay)
+        await database_sync_to_async(task.apply)(args)
+
+    _background.add(task_ := asyncio.ensure_future(run()))
+    task_.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Future] = set()
 _ticker: asyncio.Task | None = None
 
 

@@ -209,14 +209,15 @@ def assignment_reject(*, worker_id: int, assignment_id: int, code: str) -> None:
 
 
 def bad_frame_count(*, worker_id: int, assignment_id: int | None) -> None:
-    """Count a protocol error on the assignment's round, or on the worker when there is none."""
-    round_id = None
+    """Count a protocol error on the worker and on the round it names or is working in."""
+    assignments = Assignment.objects.filter(worker_id=worker_id)
     if assignment_id is not None:
-        round_id = (
-            Assignment.objects.filter(pk=assignment_id, worker_id=worker_id)
-            .values_list("fl_round_id", flat=True)
-            .first()
+        assignments = assignments.filter(pk=assignment_id)
+    else:
+        assignments = assignments.filter(
+            status__in=Assignment.PENDING, fl_round__status=Round.Status.TRAINING
         )
+    round_id = assignments.order_by("-id").values_list("fl_round_id", flat=True).first()
     if round_id is not None:
         Round.objects.filter(pk=round_id).update(bad_frames=F("bad_frames") + 1)
     Worker.objects.filter(pk=worker_id).update(bad_frames=F("bad_frames") + 1)
