@@ -253,7 +253,7 @@ def test_a_deadline_without_quorum_retries_the_round_then_fails_the_job(
 
 def test_the_job_completes_after_its_last_round(running, django_capture_on_commit_callbacks):
     job, fl_round, _ = running
-    for number in (1, 2):
+    for _ in (1, 2):
         fl_round = select(fl_round, django_capture_on_commit_callbacks)
         size = fl_round.base_model.length
         for assignment in fl_round.assignments.all():
