@@ -38,6 +38,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         self.worker_id: int | None = None
         self.tenant_id: int | None = None
         self.uploads: dict[str, uploads.Upload] = {}
+        self.contexts: dict[int, dict] = {}  # assignment id -> upload context, from assign frames
+        self.bytes_down: dict[int, int] = {}  # assignment id -> model bytes sent for it
         self.touched = 0.0
         await self.accept()
         self.hello_timer = asyncio.get_running_loop().call_later(
@@ -150,7 +152,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_model_request(self, msg: dict) -> None:
-        data = await database_sync_to_async(_model_for)(self.tenant_id, msg["version"])
+        data = await _model_bytes(self.tenant_id, msg["version"])
         if data is None:
             raise wire.WireError(
                 "unknown_model", "no such model version", {"version": msg["version"]}
@@ -159,14 +161,17 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         for seq, chunk in wire.split_chunks(data, MODEL_CHUNK):
             header = {"type": "model", "version": msg["version"], "seq": seq, "total": total}
             await self.send(bytes_data=wire.encode_binary(header, chunk))
-        if "assignment" in msg:
+        assignment = msg.get("assignment")
+        if assignment in self.contexts:
+            self.bytes_down[assignment] = self.bytes_down.get(assignment, 0) + len(data)
+        elif assignment is not None:
             await database_sync_to_async(round_services.round_add_bytes_down)(
-                assignment_id=msg["assignment"], nbytes=len(data)
+                assignment_id=assignment, nbytes=len(data)
             )
 
     async def on_upload_begin(self, msg: dict) -> None:
         upload = await database_sync_to_async(uploads.upload_begin)(
-            worker_id=self.worker_id, msg=msg
+            worker_id=self.worker_id, msg=msg, context=self.contexts.get(msg["assignment"])
         )
         self.uploads[upload.upload_id] = upload
         await self._send_msg(
@@ -177,8 +182,11 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         upload = self.uploads.get(msg["upload"])
         if upload is None or upload.assignment_id != msg["assignment"]:
             raise wire.WireError("bad_message", "no upload with that id for this assignment")
-        status = await database_sync_to_async(uploads.upload_finish)(upload, msg=msg)
+        status = await database_sync_to_async(uploads.upload_finish)(
+            upload, msg=msg, bytes_down=self.bytes_down.pop(upload.assignment_id, 0)
+        )
         self.uploads.pop(upload.upload_id, None)
+        self.contexts.pop(upload.assignment_id, None)
         await self._send_msg(
             {"type": "result_ack", "assignment": msg["assignment"], "status": status}
         )
@@ -194,15 +202,37 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=wire.encode_text(msg))
 
     async def worker_send(self, event: dict) -> None:
-        await self._send_msg(event["frame"])
+        frame = event["frame"]
+        if frame["type"] == "assign" and event.get("context"):
+            self.contexts[frame["assignment"]] = event["context"]
+        elif frame["type"] == "cancel":
+            self.contexts.pop(frame["assignment"], None)
+        await self._send_msg(frame)
 
     async def worker_close(self, event: dict) -> None:
         await self.close(code=event["code"])
 
 
-def _model_for(tenant_id: int, version_id: int) -> bytes | None:
-    model = ModelVersion.objects.filter(pk=version_id, job__tenant_id=tenant_id).first()
-    return model_bytes(model) if model else None
+_models: dict[int, tuple[int, bytes]] = {}  # version id -> (tenant id, artifact); immutable
+
+
+async def _model_bytes(tenant_id: int, version_id: int) -> bytes | None:
+    """A model artifact from this process's small cache, else from storage."""
+    cached = _models.get(version_id)
+    if cached is None:
+        cached = await database_sync_to_async(_load_model)(version_id)
+        if cached is None:
+            return None
+        while len(_models) >= 8:
+            _models.pop(next(iter(_models)))
+        _models[version_id] = cached
+    owner, data = cached
+    return data if owner == tenant_id else None
+
+
+def _load_model(version_id: int) -> tuple[int, bytes] | None:
+    model = ModelVersion.objects.select_related("job").filter(pk=version_id).first()
+    return (model.job.tenant_id, model_bytes(model)) if model else None
 
 
 async def _later(delay: float, task, *args) -> None:

@@ -2,29 +2,217 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timedelta
+
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 
+from apps.jobs.charts import is_number, line_chart
 from apps.jobs.models import Job, Worker
+from apps.registry.models import ModelVersion
+from apps.rounds.models import Round
+
+JOBS_SHOWN = 200
+ROUNDS_SHOWN = 200
+ROUNDS_CHARTED = 2000
+MODELS_SHOWN = 100
+WORKERS_SHOWN = 1000
+CHART_SIZE = {"width": 560, "height": 260}
+
+# Reads. They live here rather than in selectors.py because only these pages use them.
+
+
+def _job_rows() -> list[Job]:
+    """Recent jobs, each with its latest round and latest metrics, in one query."""
+    latest_round = Round.objects.filter(job=OuterRef("pk")).order_by("-number", "-attempt")
+    closed = latest_round.filter(status=Round.Status.CLOSED)
+    latest_model = ModelVersion.objects.filter(job=OuterRef("pk")).order_by("-version")
+    jobs = list(
+        Job.objects.select_related("tenant")
+        .annotate(
+            round_number=Subquery(latest_round.values("number")[:1]),
+            round_attempt=Subquery(latest_round.values("attempt")[:1]),
+            round_status=Subquery(latest_round.values("status")[:1]),
+            closed_metrics=Subquery(closed.values("metrics")[:1]),
+            model_metrics=Subquery(latest_model.values("metrics")[:1]),
+        )
+        .order_by("-id")[:JOBS_SHOWN]
+    )
+    for job in jobs:
+        job.latest_accuracy, job.accuracy_source = latest_accuracy(
+            job.closed_metrics, job.model_metrics
+        )
+    return jobs
+
+
+def latest_accuracy(round_metrics: object, model_metrics: object) -> tuple[float | None, str]:
+    """Held-out accuracy of the latest closed round, else of the latest model, else training's."""
+    for metrics, key, source in (
+        (round_metrics, "accuracy", "held-out"),
+        (model_metrics, "accuracy", "held-out"),
+        (round_metrics, "train_accuracy", "training"),
+    ):
+        value = metrics.get(key) if isinstance(metrics, dict) else None
+        if is_number(value):
+            return float(value), source
+    return None, ""
+
+
+def _round_rows(job: Job) -> tuple[list[Round], int]:
+    """The newest rounds (all attempts), newest first, each with its duration."""
+    rounds = job.rounds.order_by("-number", "-attempt")
+    rows = list(rounds[:ROUNDS_SHOWN])
+    now = timezone.now()
+    for fl_round in rows:
+        fl_round.duration = duration_text((fl_round.ended_at or now) - fl_round.started_at)
+    total = len(rows) if len(rows) < ROUNDS_SHOWN else rounds.count()
+    return rows, total
+
+
+def _charts(job: Job) -> dict[str, str]:
+    """Loss and accuracy per closed round: the held-out evaluation and the workers' training."""
+    newest = job.rounds.filter(status=Round.Status.CLOSED).order_by("-number", "-attempt")
+    closed = list(newest.values_list("number", "metrics")[:ROUNDS_CHARTED])[::-1]
+    return {
+        "loss": line_chart(
+            {"loss": _series(closed, "loss"), "train loss": _series(closed, "train_loss")},
+            y_label="loss",
+            x_label="round",
+            title=f"Loss per round, job {job.pk}",
+            **CHART_SIZE,
+        ),
+        "accuracy": line_chart(
+            {
+                "accuracy": _series(closed, "accuracy"),
+                "train accuracy": _series(closed, "train_accuracy"),
+            },
+            y_label="accuracy",
+            x_label="round",
+            title=f"Accuracy per round, job {job.pk}",
+            **CHART_SIZE,
+        ),
+    }
+
+
+def _series(rows: list[tuple[int, object]], key: str) -> list[tuple[float, float]]:
+    return [
+        (float(number), float(metrics[key]))
+        for number, metrics in rows
+        if isinstance(metrics, dict) and is_number(metrics.get(key))
+    ]
+
+
+def _model_rows(job: Job) -> tuple[list[ModelVersion], int]:
+    models = job.model_versions.select_related("fl_round").order_by("-version")
+    rows = list(models[:MODELS_SHOWN])
+    return rows, len(rows) if len(rows) < MODELS_SHOWN else models.count()
+
+
+def _worker_rows() -> QuerySet:
+    """Connected workers first: with many enrolled, those are the ones worth a look."""
+    offline = Case(
+        When(channel_name="", then=Value(1)), default=Value(0), output_field=IntegerField()
+    )
+    return (
+        Worker.objects.select_related("tenant")
+        .annotate(offline=offline)
+        .order_by("offline", "id")[:WORKERS_SHOWN]
+    )
+
+
+def _worker_counts() -> dict[str, int]:
+    return Worker.objects.aggregate(
+        total=Count("id"),
+        connected=Count("id", filter=~Q(channel_name="")),
+        active=Count("id", filter=Q(is_active=True)),
+    )
+
+
+def duration_text(elapsed: timedelta) -> str:
+    """A short human duration: 850 ms, 12.3 s, 4 min 05 s, 2 h 07 min."""
+    seconds = max(elapsed.total_seconds(), 0.0)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _pretty(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _fresh_after() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.CCGSC_WORKER_TIMEOUT_S)
+
+
+# Views.
 
 
 @staff_member_required
-def job_list(request):
-    jobs = Job.objects.select_related("tenant").order_by("-id")[:200]
-    return render(request, "director/job_list.html", {"jobs": jobs})
+def job_list(request: HttpRequest) -> HttpResponse:
+    context = {"jobs": _job_rows(), "limit": JOBS_SHOWN, "nav": "jobs"}
+    return render(request, "director/job_list.html", context)
 
 
 @staff_member_required
-def job_detail(request, job_id: int):
-    job = get_object_or_404(Job, pk=job_id)
-    return render(request, "director/job_detail.html", {"job": job})
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job.objects.select_related("tenant", "created_by"), pk=job_id)
+    rounds, rounds_total = _round_rows(job)
+    models, models_total = _model_rows(job)
+    context = {
+        "job": job,
+        "config": _pretty(job.config),
+        "policy": _pretty(job.policy),
+        "charts": _charts(job),
+        "rounds": rounds,
+        "rounds_total": rounds_total,
+        "models": models,
+        "models_total": models_total,
+        "nav": "jobs",
+    }
+    return render(request, "director/job_detail.html", context)
 
 
 @staff_member_required
-def worker_list(request):
-    workers = Worker.objects.select_related("tenant").order_by("id")[:1000]
-    return render(request, "director/worker_list.html", {"workers": workers})
+def worker_list(request: HttpRequest) -> HttpResponse:
+    context = {
+        "workers": _worker_rows(),
+        "counts": _worker_counts(),
+        "fresh_after": _fresh_after(),
+        "limit": WORKERS_SHOWN,
+        "nav": "workers",
+    }
+    return render(request, "director/worker_list.html", context)
+
+
+@staff_member_required
+def model_download(request: HttpRequest, model_id: int) -> FileResponse:
+    """The artifact for any staff member, tenant member or not (the API needs membership)."""
+    model = get_object_or_404(ModelVersion, pk=model_id)
+    try:
+        artifact = model.artifact.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("the artifact of this model is missing from storage") from exc
+    response = FileResponse(
+        artifact,
+        as_attachment=True,
+        filename=f"job{model.job_id}-v{model.version}.f32",
+        content_type="application/octet-stream",
+    )
+    response["X-Checksum-SHA256"] = model.sha256
+    response["X-Model-Length"] = str(model.length)
+    return response
 
 
 class DirectorConsumer(AsyncJsonWebsocketConsumer):
@@ -34,7 +222,7 @@ class DirectorConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if user is None or not user.is_staff:
+        if user is None or not user.is_active or not user.is_staff:
             await self.close(code=4403)
             return
         await self.channel_layer.group_add(self.group, self.channel_name)

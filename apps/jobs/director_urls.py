@@ -11,4 +11,5 @@ urlpatterns = [
     path("", director.job_list, name="job-list"),
     path("jobs/<int:job_id>/", director.job_detail, name="job-detail"),
     path("workers/", director.worker_list, name="worker-list"),
+    path("models/<int:model_id>/download/", director.model_download, name="model-download"),
 ]

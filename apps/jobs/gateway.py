@@ -11,28 +11,28 @@ from channels.layers import get_channel_layer
 log = logging.getLogger(__name__)
 
 
-def send_frames(frames: list[tuple[str, dict]]) -> None:
-    """Deliver (channel_name, frame) pairs through the channel layer, concurrently."""
+def send_frames(frames: list[tuple[str, dict]], contexts: list[dict] | None = None) -> None:
+    """Deliver (channel_name, frame) pairs through the channel layer, concurrently.
+
+    A context rides along with its frame to the worker's consumer (never to the worker): the
+    facts the consumer needs to check that worker's upload without asking the database.
+    """
     if frames:
-        async_to_sync(_send_all)(frames)
+        async_to_sync(_send_all)(frames, contexts or [{}] * len(frames))
 
 
-async def _send_all(frames: list[tuple[str, dict]]) -> None:
+async def _send_all(frames: list[tuple[str, dict]], contexts: list[dict]) -> None:
     layer = get_channel_layer()
     results = await asyncio.gather(
         *(
-            layer.send(channel, {"type": "worker.send", "frame": frame})
-            for channel, frame in frames
+            layer.send(channel, {"type": "worker.send", "frame": frame, "context": context})
+            for (channel, frame), context in zip(frames, contexts, strict=True)
         ),
         return_exceptions=True,
     )
     for (channel, _frame), result in zip(frames, results, strict=True):
         if isinstance(result, Exception):
             log.warning("could not deliver a frame to %s: %s", channel, result)
-
-
-def close_channel(channel_name: str, code: int) -> None:
-    async_to_sync(get_channel_layer().send)(channel_name, {"type": "worker.close", "code": code})
 
 
 def notify_director(job_id: int) -> None:

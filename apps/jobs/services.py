@@ -50,7 +50,7 @@ def worker_enroll(
         raise ServiceError(
             f"tenant {tenant.slug} has reached its quota of {tenant.max_workers} workers"
         )
-    raw = secrets.token_urlsafe(32)
+    raw = "ccw_" + secrets.token_urlsafe(32)  # a prefix: never read as a CLI option, easy to scan
     worker = Worker.objects.create(
         tenant=tenant,
         name=name,

@@ -88,7 +88,8 @@ def round_select(*, round_id: int) -> Round | None:
         (worker.channel_name, assign_frame(job, fl_round, assignment))
         for worker, assignment in zip(chosen, assignments, strict=True)
     ]
-    transaction.on_commit(lambda: gateway.send_frames(frames))
+    contexts = [upload_context(job, fl_round, assignment) for assignment in assignments]
+    transaction.on_commit(lambda: gateway.send_frames(frames, contexts))
     transaction.on_commit(
         lambda: _tasks().round_check_deadline.apply_async(
             (fl_round.id,), countdown=policy["round_deadline_s"] + 0.5
@@ -117,38 +118,63 @@ def assign_frame(job: Job, fl_round: Round, assignment: Assignment) -> dict:
     }
 
 
-def _locked_assignment(*, worker_id: int, assignment_id: int) -> tuple[Round, Assignment]:
+def upload_context(job: Job, fl_round: Round, assignment: Assignment) -> dict:
+    """What the gateway needs to check an upload for this assignment."""
+    return {
+        "assignment": assignment.id,
+        "round_id": fl_round.id,
+        "length": fl_round.base_model.length,
+        "codec": job.policy["codec"],
+        "max_norm": job.policy["max_update_norm"],
+    }
+
+
+def _locked_assignment(
+    *, worker_id: int, assignment_id: int, round_id: int | None = None
+) -> tuple[Round, Assignment]:
     """Lock the assignment's round, then the assignment; unknown or foreign ids raise."""
-    round_id = (
-        Assignment.objects.filter(pk=assignment_id, worker_id=worker_id)
-        .values_list("fl_round_id", flat=True)
+    if round_id is None:
+        round_id = (
+            Assignment.objects.filter(pk=assignment_id, worker_id=worker_id)
+            .values_list("fl_round_id", flat=True)
+            .first()
+        )
+    fl_round = Round.objects.select_for_update().filter(pk=round_id).first()
+    assignment = (
+        Assignment.objects.select_for_update()
+        .filter(pk=assignment_id, worker_id=worker_id, fl_round_id=round_id)
         .first()
     )
-    if round_id is None:
+    if fl_round is None or assignment is None:
         raise AssignmentError("unknown_assignment", f"no assignment {assignment_id} for you")
-    fl_round = Round.objects.select_for_update().get(pk=round_id)
-    assignment = Assignment.objects.select_for_update().get(pk=assignment_id)
     return fl_round, assignment
 
 
-@transaction.atomic
-def assignment_accept(*, worker_id: int, assignment_id: int) -> Assignment:
-    fl_round, assignment = _locked_assignment(worker_id=worker_id, assignment_id=assignment_id)
-    if assignment.status == Assignment.Status.OFFERED:
-        assignment.status = Assignment.Status.ACCEPTED
-        assignment.save(update_fields=["status"])
-    return assignment
+def assignment_accept(*, worker_id: int, assignment_id: int) -> None:
+    """offered → accepted in one conditional update; repeats and later states are no-ops."""
+    accepted = Assignment.objects.filter(
+        pk=assignment_id, worker_id=worker_id, status=Assignment.Status.OFFERED
+    ).update(status=Assignment.Status.ACCEPTED)
+    if (
+        not accepted
+        and not Assignment.objects.filter(pk=assignment_id, worker_id=worker_id).exists()
+    ):
+        raise AssignmentError("unknown_assignment", f"no assignment {assignment_id} for you")
 
 
 @transaction.atomic
 def assignment_check_open(*, worker_id: int, assignment_id: int) -> Assignment:
     """The assignment if it may still receive an update, else AssignmentError with the reason."""
     fl_round, assignment = _locked_assignment(worker_id=worker_id, assignment_id=assignment_id)
+    _check_open(fl_round, assignment)
+    return assignment
+
+
+def _check_open(fl_round: Round, assignment: Assignment) -> None:
     if assignment.status == Assignment.Status.REPORTED:
         raise AssignmentError("replayed", "this assignment already has an accepted update")
     if assignment.status not in Assignment.PENDING or fl_round.status != Round.Status.TRAINING:
         raise AssignmentError("wrong_round", "the round no longer accepts this assignment")
-    return assignment
 
 
 @transaction.atomic
@@ -161,24 +187,33 @@ def assignment_report(
     nbytes: int,
     num_samples: int,
     metrics: dict,
+    round_id: int | None = None,
+    bytes_down: int = 0,
 ) -> str:
-    """Record a stored, validated update. Returns "accepted", or raises AssignmentError."""
-    fl_round, assignment = _locked_assignment(worker_id=worker_id, assignment_id=assignment_id)
-    if assignment.status == Assignment.Status.REPORTED:
-        if assignment.update_sha256 == sha256:
-            return "accepted"  # a repeated result whose acknowledgement was lost
-        raise AssignmentError("replayed", "this assignment already has an accepted update")
-    if assignment.status not in Assignment.PENDING or fl_round.status != Round.Status.TRAINING:
-        raise AssignmentError("wrong_round", "the round no longer accepts this assignment")
-    assignment.status = Assignment.Status.REPORTED
-    assignment.update_key, assignment.update_sha256 = update_key, sha256
-    assignment.update_bytes, assignment.num_samples = nbytes, num_samples
-    assignment.metrics = _clean_metrics(metrics)
-    assignment.settled_at = timezone.now()
-    assignment.save()
+    """Record a stored, validated update. Returns "accepted", or raises AssignmentError.
+
+    The hot path of a round: the round row is locked, the assignment moves with one
+    conditional update, and the counters decide whether the round is complete.
+    """
+    fl_round, assignment = _locked_assignment(
+        worker_id=worker_id, assignment_id=assignment_id, round_id=round_id
+    )
+    if assignment.status == Assignment.Status.REPORTED and assignment.update_sha256 == sha256:
+        return "accepted"  # a repeated result whose acknowledgement was lost
+    _check_open(fl_round, assignment)
+    Assignment.objects.filter(pk=assignment_id).update(
+        status=Assignment.Status.REPORTED,
+        update_key=update_key,
+        update_sha256=sha256,
+        update_bytes=nbytes,
+        num_samples=num_samples,
+        metrics=_clean_metrics(metrics),
+        settled_at=timezone.now(),
+    )
     fl_round.participants += 1
     fl_round.bytes_up += nbytes
-    fl_round.save(update_fields=["participants", "bytes_up"])
+    fl_round.bytes_down += bytes_down
+    fl_round.save(update_fields=["participants", "bytes_up", "bytes_down"])
     Worker.objects.filter(pk=worker_id).update(updates_accepted=F("updates_accepted") + 1)
     _after_settle(fl_round)
     return "accepted"
@@ -255,7 +290,8 @@ def _after_settle(fl_round: Round) -> None:
     """With the round locked: aggregate at quorum, fail when quorum can no longer be met."""
     if fl_round.status != Round.Status.TRAINING:
         return
-    pending = fl_round.assignments.filter(status__in=Assignment.PENDING).exists()
+    settled = fl_round.participants + fl_round.dropped + fl_round.rejected + fl_round.late
+    pending = settled < fl_round.selected
     if fl_round.participants >= fl_round.cohort_target or (
         not pending and fl_round.participants >= fl_round.min_reports
     ):

@@ -31,6 +31,7 @@ class UpdateRejected(wire.WireError):
 class Upload:
     worker_id: int
     assignment_id: int
+    round_id: int
     upload_id: str
     size: int
     sha256: str
@@ -46,8 +47,12 @@ class Upload:
         return min(self.size, self.next_seq * self.chunk_size)
 
 
-def upload_begin(*, worker_id: int, msg: dict) -> Upload:
-    """Open or resume an upload for an assignment that still accepts an update."""
+def upload_begin(*, worker_id: int, msg: dict, context: dict | None = None) -> Upload:
+    """Open or resume an upload for an assignment that still accepts an update.
+
+    ``context`` is what the gateway learnt from the assign frame it relayed; without it (a
+    reconnect to another server process, a replay) the database is asked.
+    """
     ref = {"assignment": msg["assignment"], "upload": msg["upload"]}
     if not _UPLOAD_ID.match(msg["upload"]):
         raise wire.WireError("bad_message", "upload ids are 8-64 of [A-Za-z0-9_-]", ref)
@@ -55,32 +60,35 @@ def upload_begin(*, worker_id: int, msg: dict) -> Upload:
         raise wire.WireError(
             "bad_message", f"chunk_size must be {MIN_CHUNK}..{settings.CCGSC_CHUNK_BYTES}", ref
         )
-    assignment = services.assignment_check_open(
-        worker_id=worker_id, assignment_id=msg["assignment"]
-    )
-    assignment = Assignment.objects.select_related("fl_round__base_model", "fl_round__job").get(
-        pk=assignment.pk
-    )
-    policy = assignment.fl_round.job.policy
-    length = assignment.fl_round.base_model.length
-    problem = _check_declared(msg, codec=policy["codec"], length=length)
+    context = context or _context_from_db(worker_id, msg["assignment"])
+    problem = _check_declared(msg, codec=context["codec"], length=context["length"])
     if problem:
         _reject(worker_id, msg["assignment"], problem[0], problem[1], ref)
     upload = Upload(
         worker_id=worker_id,
-        assignment_id=assignment.pk,
+        assignment_id=msg["assignment"],
+        round_id=context["round_id"],
         upload_id=msg["upload"],
         size=msg["size"],
         sha256=msg["sha256"].lower(),
         chunk_size=msg["chunk_size"],
         codec=msg["codec"],
-        length=length,
-        max_norm=policy["max_update_norm"],
-        path=settings.CCGSC_UPLOAD_DIR / f"a{assignment.pk}-{msg['upload']}.part",
+        length=context["length"],
+        max_norm=context["max_norm"],
+        path=settings.CCGSC_UPLOAD_DIR / f"a{msg['assignment']}-{msg['upload']}.part",
         next_seq=0,
     )
     _resume(upload)
     return upload
+
+
+def _context_from_db(worker_id: int, assignment_id: int) -> dict:
+    services.assignment_check_open(worker_id=worker_id, assignment_id=assignment_id)
+    assignment = Assignment.objects.select_related("fl_round__base_model", "fl_round__job").get(
+        pk=assignment_id
+    )
+    fl_round = assignment.fl_round
+    return services.upload_context(fl_round.job, fl_round, assignment)
 
 
 def _check_declared(msg: dict, *, codec: str, length: int) -> tuple[str, str] | None:
@@ -123,7 +131,7 @@ def upload_chunk(upload: Upload, *, seq: int, crc: int, payload: memoryview) -> 
     return True
 
 
-def upload_finish(upload: Upload, *, msg: dict) -> str:
+def upload_finish(upload: Upload, *, msg: dict, bytes_down: int = 0) -> str:
     """Verify the complete update, store it, and report it on the assignment."""
     ref = {"assignment": upload.assignment_id, "upload": upload.upload_id}
     if upload.received < upload.size:
@@ -154,6 +162,8 @@ def upload_finish(upload: Upload, *, msg: dict) -> str:
             nbytes=upload.size,
             num_samples=msg["num_samples"],
             metrics=msg.get("metrics", {}),
+            round_id=upload.round_id,
+            bytes_down=bytes_down,
         )
     except services.AssignmentError:
         default_storage.delete(key)

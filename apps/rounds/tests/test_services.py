@@ -24,7 +24,10 @@ pytestmark = pytest.mark.django_db
 def sent():
     """Frames the services hand to the gateway (after commit)."""
     frames: list[tuple[str, dict]] = []
-    with mock.patch("apps.jobs.gateway.send_frames", side_effect=frames.extend):
+    with mock.patch(
+        "apps.jobs.gateway.send_frames",
+        side_effect=lambda batch, contexts=None: frames.extend(batch),
+    ):
         yield frames
 
 
