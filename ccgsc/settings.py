@@ -136,19 +136,35 @@ STORAGES = {
 
 # Channels and Celery: in-memory and eager unless REDIS_URL is set.
 REDIS_URL = env_str("REDIS_URL", "")
+_CHANNEL_LAYER = env_str("CCGSC_CHANNEL_LAYER", "pubsub")
 if REDIS_URL:
-    # Stock channels_redis settings fail at scale: a 100-connection pool that raises instead of
-    # waiting, and a socket timeout equal to the layer's blocking read (see the stack notes).
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "max_connections": 5000, "socket_timeout": 15}],
-                "capacity": 1000,
-                "group_expiry": 300,
-            },
+    if _CHANNEL_LAYER == "pubsub":
+        # Redis pub/sub pushes every message for a process over one subscription: a round's
+        # burst of assign frames reaches its sockets at once, and the pool stays at two
+        # connections per process (see the stack notes).
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [REDIS_URL]},
+            }
         }
-    }
+    elif _CHANNEL_LAYER == "core":
+        # Stock core-layer settings fail at scale: a 100-connection pool that raises instead
+        # of waiting, and a socket timeout equal to the layer's blocking read.
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": [
+                        {"address": REDIS_URL, "max_connections": 5000, "socket_timeout": 15}
+                    ],
+                    "capacity": 1000,
+                    "group_expiry": 300,
+                },
+            }
+        }
+    else:
+        raise ImproperlyConfigured(f"CCGSC_CHANNEL_LAYER={_CHANNEL_LAYER!r}: use pubsub or core")
     CELERY_BROKER_URL = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
 else:
@@ -194,6 +210,8 @@ LOGIN_URL = "/admin/login/"
 CCGSC_UPLOAD_DIR = Path(env_str("CCGSC_UPLOAD_DIR", str(VAR_DIR / "uploads")))
 CCGSC_MAX_TEXT_FRAME = env_int("CCGSC_MAX_TEXT_FRAME", 64 * 1024)
 CCGSC_CHUNK_BYTES = env_int("CCGSC_CHUNK_BYTES", 1024 * 1024)
+CCGSC_MODEL_PUSH_BYTES = env_int("CCGSC_MODEL_PUSH_BYTES", 256 * 1024)
+CCGSC_UPLOAD_MEMORY_BYTES = env_int("CCGSC_UPLOAD_MEMORY_BYTES", 1024 * 1024)
 CCGSC_HEARTBEAT_S = env_int("CCGSC_HEARTBEAT_S", 15)
 CCGSC_WORKER_TIMEOUT_S = env_int("CCGSC_WORKER_TIMEOUT_S", 45)
 CCGSC_HELLO_TIMEOUT_S = env_int("CCGSC_HELLO_TIMEOUT_S", 10)

@@ -94,6 +94,16 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
 BINARY_SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
     "chunk": {"upload": (str, True), "seq": (int, True), "crc32": (int, True)},
     "model": {"version": (int, True), "seq": (int, True), "total": (int, True)},
+    # A whole update that fits in one chunk: upload_begin, its chunk and result in one frame.
+    "update": {
+        "assignment": (int, True),
+        "upload": (str, True),
+        "sha256": (str, True),
+        "codec": (str, True),
+        "length": (int, True),
+        "num_samples": (int, True),
+        "metrics": (dict, False),
+    },
 }
 
 

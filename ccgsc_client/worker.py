@@ -144,6 +144,7 @@ class _Session:
         self.worker, self.ws = worker, ws
         self.inbox: dict[object, asyncio.Queue] = {}
         self.model_parts: dict[int, dict[int, bytes]] = {}
+        self.arrived: dict[int, bytes] = {}  # a pushed model not yet claimed
         self.heartbeat_s = 15.0
         self.tasks: set[asyncio.Task] = set()
 
@@ -217,7 +218,11 @@ class _Session:
         if len(parts) == header["total"]:
             data = b"".join(parts[i] for i in range(header["total"]))
             del self.model_parts[header["version"]]
-            self._deliver(("model", header["version"]), data)
+            key = ("model", header["version"])
+            if key in self.inbox:
+                self._deliver(key, data)
+            else:  # pushed with its assign frame, before anyone asked
+                self.arrived = {header["version"]: data}
 
     def _deliver(self, key: object, item: object) -> None:
         queue = self.inbox.get(key)
@@ -288,15 +293,9 @@ class _Session:
         cached = self.worker.models.get(ref["sha256"])
         if cached is not None:
             return cached
-        key = ("model", ref["version"])
-        self.inbox[key] = asyncio.Queue()
-        try:
-            await self.send(
-                {"type": "model_request", "version": ref["version"], "assignment": assignment}
-            )
-            data = await asyncio.wait_for(self.inbox[key].get(), 120)
-        finally:
-            self.inbox.pop(key, None)
+        data = self.arrived.pop(ref["version"], None)
+        if data is None:
+            data = await self._fetch_model(ref, assignment)
         if isinstance(data, dict):
             raise Rejected(data.get("code", "model"))
         if wire.sha256_hex(data) != ref["sha256"]:
@@ -306,7 +305,48 @@ class _Session:
         self.worker.models = {ref["sha256"]: weights}  # keep only the newest model
         return weights
 
+    async def _fetch_model(self, ref: dict, assignment: int) -> bytes | dict:
+        """Wait for a pushed model, or ask for it; an error frame comes back as a dict."""
+        key = ("model", ref["version"])
+        self.inbox[key] = asyncio.Queue()
+        try:
+            if not ref.get("push"):
+                await self.send(
+                    {"type": "model_request", "version": ref["version"], "assignment": assignment}
+                )
+            return await asyncio.wait_for(self.inbox[key].get(), 120)
+        finally:
+            self.inbox.pop(key, None)
+
     async def upload(self, p: PendingResult) -> None:
+        """Send the update: one frame when it fits a chunk, else a resumable chunked upload."""
+        if len(p.data) <= p.chunk_size:
+            header = {
+                "type": "update",
+                "assignment": p.assignment,
+                "upload": p.upload,
+                "sha256": wire.sha256_hex(p.data),
+                "codec": p.codec,
+                "length": p.length,
+                "num_samples": p.num_samples,
+                "metrics": p.metrics,
+            }
+            await self.ws.send(wire.encode_binary(header, p.data))
+            await self._finished(p)
+        else:
+            await self.upload_chunked(p)
+
+    async def _finished(self, p: PendingResult) -> None:
+        try:
+            await self._expect(("assignment", p.assignment), "result_ack")
+        except Rejected:
+            self.worker.pending.pop(p.assignment, None)
+            raise
+        self.worker.stats.accepted += 1
+        self.worker.stats.bytes_up += len(p.data)
+        self.worker.pending.pop(p.assignment, None)
+
+    async def upload_chunked(self, p: PendingResult) -> None:
         """Begin (or resume) the upload, send the missing chunks, then the result."""
         key = ("upload", p.upload)
         self.inbox[key] = asyncio.Queue()
@@ -344,15 +384,12 @@ class _Session:
                     "metrics": p.metrics,
                 }
             )
-            await self._expect(("assignment", p.assignment), "result_ack")
-            self.worker.stats.accepted += 1
-            self.worker.stats.bytes_up += len(p.data)
-            self.worker.pending.pop(p.assignment, None)
         except Rejected:
             self.worker.pending.pop(p.assignment, None)
             raise
         finally:
             self.inbox.pop(key, None)
+        await self._finished(p)
 
 
 def _backoff(attempt: int, cap: float) -> float:

@@ -12,6 +12,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from apps.jobs import services as job_services
+from apps.jobs.batching import batcher
 from apps.registry.models import ModelVersion
 from apps.registry.services import model_bytes
 from apps.rounds import services as round_services
@@ -94,17 +95,34 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if len(data) > settings.CCGSC_CHUNK_BYTES + wire.MAX_HEADER_BYTES + 8:
             raise wire.WireError("too_large", "binary frames hold at most one chunk")
         header, payload = wire.decode_binary(data)
-        if header["type"] != "chunk":
+        if header["type"] == "chunk":
+            await self._chunk(header, payload)
+        elif header["type"] == "update":
+            await self._update(header, payload)
+        else:
             raise wire.WireError("unknown_type", f"{header['type']!r} is not sent by workers")
+
+    async def _chunk(self, header: dict, payload: memoryview) -> None:
         upload = self.uploads.get(header["upload"])
         if upload is None:
             raise wire.WireError("bad_message", "send upload_begin before its chunks", header)
-        await sync_to_async(uploads.upload_chunk, thread_sensitive=False)(
-            upload, seq=header["seq"], crc=header["crc32"], payload=payload
+        await _run(
+            upload,
+            uploads.upload_chunk,
+            upload,
+            seq=header["seq"],
+            crc=header["crc32"],
+            payload=payload,
         )
         await self._send_msg(
             {"type": "chunk_ack", "upload": upload.upload_id, "seq": header["seq"]}
         )
+
+    async def _update(self, header: dict, payload: memoryview) -> None:
+        """A whole update in one frame: its upload is opened, filled and finished at once."""
+        msg = {**header, "size": len(payload), "chunk_size": settings.CCGSC_CHUNK_BYTES}
+        upload = await self._open_upload(msg, payload=bytes(payload))
+        await self._finish(upload, header)
 
     async def _hello(self, msg: dict) -> None:
         if msg["type"] != "hello" or msg["protocol"] != wire.PROTOCOL_VERSION:
@@ -142,6 +160,11 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         await self._send_msg({"type": "pong"})
 
     async def on_accept(self, msg: dict) -> None:
+        if msg["assignment"] in self.contexts:  # known to be this worker's: write in a batch
+            await batcher(round_services.assignments_accept).submit(
+                (self.worker_id, msg["assignment"])
+            )
+            return
         await database_sync_to_async(round_services.assignment_accept)(
             worker_id=self.worker_id, assignment_id=msg["assignment"]
         )
@@ -152,16 +175,16 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_model_request(self, msg: dict) -> None:
-        data = await _model_bytes(self.tenant_id, msg["version"])
+        await self._send_model(msg["version"], msg.get("assignment"))
+
+    async def _send_model(self, version: int, assignment: int | None) -> None:
+        data = await _model_bytes(self.tenant_id, version)
         if data is None:
-            raise wire.WireError(
-                "unknown_model", "no such model version", {"version": msg["version"]}
-            )
+            raise wire.WireError("unknown_model", "no such model version", {"version": version})
         total = wire.chunk_count(len(data), MODEL_CHUNK)
         for seq, chunk in wire.split_chunks(data, MODEL_CHUNK):
-            header = {"type": "model", "version": msg["version"], "seq": seq, "total": total}
+            header = {"type": "model", "version": version, "seq": seq, "total": total}
             await self.send(bytes_data=wire.encode_binary(header, chunk))
-        assignment = msg.get("assignment")
         if assignment in self.contexts:
             self.bytes_down[assignment] = self.bytes_down.get(assignment, 0) + len(data)
         elif assignment is not None:
@@ -170,25 +193,69 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             )
 
     async def on_upload_begin(self, msg: dict) -> None:
-        upload = await database_sync_to_async(uploads.upload_begin)(
-            worker_id=self.worker_id, msg=msg, context=self.contexts.get(msg["assignment"])
-        )
+        upload = await self._open_upload(msg)
+        if upload.path is not None:
+            await sync_to_async(uploads.upload_resume, thread_sensitive=False)(upload)
         self.uploads[upload.upload_id] = upload
         await self._send_msg(
             {"type": "upload_ready", "upload": upload.upload_id, "next_seq": upload.next_seq}
         )
 
+    async def _open_upload(self, msg: dict, payload: bytes | None = None) -> uploads.Upload:
+        assignment = msg["assignment"]
+        if assignment not in self.contexts:  # not relayed here: ask the database
+            self.contexts[assignment] = await database_sync_to_async(uploads.upload_context)(
+                worker_id=self.worker_id, assignment_id=assignment
+            )
+        try:
+            return uploads.upload_open(
+                worker_id=self.worker_id,
+                msg=msg,
+                context=self.contexts[assignment],
+                payload=payload,
+            )
+        except uploads.BadUpdate as bad:
+            await self._reject(assignment, msg["upload"], bad)
+            raise  # not reached: _reject raises
+
     async def on_result(self, msg: dict) -> None:
-        upload = self.uploads.get(msg["upload"])
+        upload = self.uploads.pop(msg["upload"], None)
         if upload is None or upload.assignment_id != msg["assignment"]:
             raise wire.WireError("bad_message", "no upload with that id for this assignment")
-        status = await database_sync_to_async(uploads.upload_finish)(
-            upload, msg=msg, bytes_down=self.bytes_down.pop(upload.assignment_id, 0)
+        try:
+            await self._finish(upload, msg)
+        except wire.WireError as exc:
+            if exc.code in ("incomplete", "bad_message"):
+                self.uploads[upload.upload_id] = upload  # the worker may still complete it
+            raise
+
+    async def _finish(self, upload: uploads.Upload, msg: dict) -> None:
+        """Verify, store and report a complete upload; answer with result_ack."""
+        try:
+            data = await _run(upload, uploads.upload_verify, upload, msg=msg)
+        except uploads.BadUpdate as bad:
+            await _run(upload, uploads.upload_discard, upload)
+            await self._reject(upload.assignment_id, upload.upload_id, bad)
+        report = await sync_to_async(uploads.upload_store, thread_sensitive=False)(
+            upload, data, msg=msg, bytes_down=self.bytes_down.get(upload.assignment_id, 0)
         )
-        self.uploads.pop(upload.upload_id, None)
+        try:
+            status = await batcher(round_services.assignments_report).submit(report)
+        except round_services.AssignmentError:
+            await sync_to_async(uploads.upload_discard, thread_sensitive=False)(upload, report)
+            raise
+        await _run(upload, uploads.upload_discard, upload)
         self.contexts.pop(upload.assignment_id, None)
+        self.bytes_down.pop(upload.assignment_id, None)
         await self._send_msg(
-            {"type": "result_ack", "assignment": msg["assignment"], "status": status}
+            {"type": "result_ack", "assignment": upload.assignment_id, "status": status}
+        )
+
+    async def _reject(self, assignment_id: int, upload_id: str, bad: uploads.BadUpdate) -> None:
+        """A bad update rejects the assignment (counted once); raises UpdateRejected."""
+        self.contexts.pop(assignment_id, None)
+        await database_sync_to_async(uploads.upload_reject)(
+            worker_id=self.worker_id, assignment_id=assignment_id, bad=bad, upload_id=upload_id
         )
 
     async def _error(self, code: str, message: str, ref: dict, assignment_id: int | None) -> None:
@@ -208,6 +275,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         elif frame["type"] == "cancel":
             self.contexts.pop(frame["assignment"], None)
         await self._send_msg(frame)
+        if frame["type"] == "assign" and frame["model"].get("push"):
+            await self._send_model(frame["model"]["version"], frame["assignment"])
 
     async def worker_close(self, event: dict) -> None:
         await self.close(code=event["code"])
@@ -233,6 +302,16 @@ async def _model_bytes(tenant_id: int, version_id: int) -> bytes | None:
 def _load_model(version_id: int) -> tuple[int, bytes] | None:
     model = ModelVersion.objects.select_related("job").filter(pk=version_id).first()
     return (model.job.tenant_id, model_bytes(model)) if model else None
+
+
+INLINE_BYTES = 64 * 1024
+
+
+async def _run(upload: uploads.Upload, func, *args, **kwargs):
+    """Small uploads staged in memory are handled on the event loop, others in a thread."""
+    if upload.path is None and upload.size <= INLINE_BYTES:
+        return func(*args, **kwargs)
+    return await sync_to_async(func, thread_sensitive=False)(*args, **kwargs)
 
 
 async def _later(delay: float, task, *args) -> None:

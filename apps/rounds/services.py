@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
@@ -112,6 +115,8 @@ def assign_frame(job: Job, fl_round: Round, assignment: Assignment) -> dict:
             "sha256": model.sha256,
             "length": model.length,
             "size": model.size,
+            # Small models follow the assign frame unasked; larger ones are requested.
+            "push": model.size <= settings.CCGSC_MODEL_PUSH_BYTES,
         },
         "upload": {"codec": job.policy["codec"], "chunk_size": settings.CCGSC_CHUNK_BYTES},
         "deadline": fl_round.deadline.isoformat(),
@@ -150,6 +155,21 @@ def _locked_assignment(
     return fl_round, assignment
 
 
+def assignments_accept(pairs: Sequence[tuple[int, int]]) -> list[None]:
+    """offered → accepted for many (worker id, assignment id) pairs in one statement.
+
+    For assignments the gateway already knows belong to their workers; unknown ids simply
+    match nothing.
+    """
+    mine = Q()
+    for worker_id, assignment_id in pairs:
+        mine |= Q(pk=assignment_id, worker_id=worker_id)
+    Assignment.objects.filter(mine, status=Assignment.Status.OFFERED).update(
+        status=Assignment.Status.ACCEPTED
+    )
+    return [None] * len(pairs)
+
+
 def assignment_accept(*, worker_id: int, assignment_id: int) -> None:
     """offered → accepted in one conditional update; repeats and later states are no-ops."""
     accepted = Assignment.objects.filter(
@@ -177,46 +197,124 @@ def _check_open(fl_round: Round, assignment: Assignment) -> None:
         raise AssignmentError("wrong_round", "the round no longer accepts this assignment")
 
 
-@transaction.atomic
-def assignment_report(
-    *,
-    worker_id: int,
-    assignment_id: int,
-    update_key: str,
-    sha256: str,
-    nbytes: int,
-    num_samples: int,
-    metrics: dict,
-    round_id: int | None = None,
-    bytes_down: int = 0,
-) -> str:
-    """Record a stored, validated update. Returns "accepted", or raises AssignmentError.
+@dataclass(frozen=True)
+class Report:
+    """A stored, verified update that a worker reports on its assignment."""
 
-    The hot path of a round: the round row is locked, the assignment moves with one
-    conditional update, and the counters decide whether the round is complete.
+    worker_id: int
+    assignment_id: int
+    update_key: str
+    sha256: str
+    nbytes: int
+    num_samples: int
+    metrics: dict = field(default_factory=dict)
+    round_id: int | None = None
+    bytes_down: int = 0
+
+
+def assignment_report(**fields) -> str:
+    """Record one update (see assignments_report). Returns "accepted" or raises."""
+    result = assignments_report([Report(**fields)])[0]
+    if isinstance(result, AssignmentError):
+        raise result
+    return result
+
+
+@transaction.atomic
+def assignments_report(reports: Sequence[Report]) -> list[str | AssignmentError]:
+    """Record many stored, verified updates in one transaction: the hot path of a round.
+
+    Per round: lock the round once, lock the batch's assignments in one query, decide each
+    report, then write the accepted ones with one bulk update and the counters once. A repeated
+    report of the same bytes is "accepted" again; anything else that is not pending is an error.
     """
-    fl_round, assignment = _locked_assignment(
-        worker_id=worker_id, assignment_id=assignment_id, round_id=round_id
+    results: dict[int, str | AssignmentError] = {}
+    by_round: dict[int, list[tuple[int, Report]]] = defaultdict(list)
+    for index, report in enumerate(reports):
+        round_id = report.round_id or _round_of(report)
+        if round_id is None:
+            results[index] = AssignmentError("unknown_assignment", "no such assignment for you")
+        else:
+            by_round[round_id].append((index, report))
+    for round_id in sorted(by_round):  # one lock order for every writer
+        results.update(_report_in_round(round_id, by_round[round_id]))
+    return [results[index] for index in range(len(reports))]
+
+
+def _round_of(report: Report) -> int | None:
+    return (
+        Assignment.objects.filter(pk=report.assignment_id, worker_id=report.worker_id)
+        .values_list("fl_round_id", flat=True)
+        .first()
     )
-    if assignment.status == Assignment.Status.REPORTED and assignment.update_sha256 == sha256:
+
+
+def _report_in_round(
+    round_id: int, items: list[tuple[int, Report]]
+) -> dict[int, str | AssignmentError]:
+    fl_round = Round.objects.select_for_update().get(pk=round_id)
+    assignments = Assignment.objects.select_for_update().in_bulk(
+        [r.assignment_id for _, r in items]
+    )
+    results: dict[int, str | AssignmentError] = {}
+    accepted: list[Assignment] = []
+    for index, report in items:
+        assignment = assignments.get(report.assignment_id)
+        try:
+            results[index] = _decide(fl_round, assignment, report)
+        except AssignmentError as exc:
+            results[index] = exc
+            continue
+        if assignment.status != Assignment.Status.REPORTED:
+            _mark_reported(assignment, report)
+            accepted.append(assignment)
+            fl_round.participants += 1
+            fl_round.bytes_up += report.nbytes
+            fl_round.bytes_down += report.bytes_down
+    if accepted:
+        Assignment.objects.bulk_update(accepted, _REPORTED_FIELDS)
+        fl_round.save(update_fields=["participants", "bytes_up", "bytes_down"])
+        Worker.objects.filter(pk__in=[a.worker_id for a in accepted]).update(
+            updates_accepted=F("updates_accepted") + 1
+        )
+        _after_settle(fl_round)
+    return results
+
+
+_REPORTED_FIELDS = [
+    "status",
+    "update_key",
+    "update_sha256",
+    "update_bytes",
+    "num_samples",
+    "metrics",
+    "settled_at",
+]
+
+
+def _decide(fl_round: Round, assignment: Assignment | None, report: Report) -> str:
+    """ "accepted" when the report may be recorded (or repeats the recorded one), else raise."""
+    if (
+        assignment is None
+        or assignment.worker_id != report.worker_id
+        or (assignment.fl_round_id != fl_round.id)
+    ):
+        raise AssignmentError("unknown_assignment", "no such assignment for you")
+    if (
+        assignment.status == Assignment.Status.REPORTED
+        and assignment.update_sha256 == report.sha256
+    ):
         return "accepted"  # a repeated result whose acknowledgement was lost
     _check_open(fl_round, assignment)
-    Assignment.objects.filter(pk=assignment_id).update(
-        status=Assignment.Status.REPORTED,
-        update_key=update_key,
-        update_sha256=sha256,
-        update_bytes=nbytes,
-        num_samples=num_samples,
-        metrics=_clean_metrics(metrics),
-        settled_at=timezone.now(),
-    )
-    fl_round.participants += 1
-    fl_round.bytes_up += nbytes
-    fl_round.bytes_down += bytes_down
-    fl_round.save(update_fields=["participants", "bytes_up", "bytes_down"])
-    Worker.objects.filter(pk=worker_id).update(updates_accepted=F("updates_accepted") + 1)
-    _after_settle(fl_round)
     return "accepted"
+
+
+def _mark_reported(assignment: Assignment, report: Report) -> None:
+    assignment.status = Assignment.Status.REPORTED
+    assignment.update_key, assignment.update_sha256 = report.update_key, report.sha256
+    assignment.update_bytes, assignment.num_samples = report.nbytes, report.num_samples
+    assignment.metrics = _clean_metrics(report.metrics)
+    assignment.settled_at = timezone.now()
 
 
 def _clean_metrics(metrics: dict) -> dict:

@@ -73,6 +73,8 @@ async def assigned(tenant, config=None, policy=None) -> tuple[WebsocketCommunica
     assign = await receive(comm)
     assert assign["type"] == "assign"
     await send(comm, {"type": "accept", "assignment": assign["assignment"]})
+    if assign["model"]["push"]:
+        assign["weights"] = await receive_model(comm, assign)
     return comm, assign
 
 
@@ -85,6 +87,10 @@ async def fetch_model(comm: WebsocketCommunicator, assign: dict) -> np.ndarray:
             "assignment": assign["assignment"],
         },
     )
+    return await receive_model(comm, assign)
+
+
+async def receive_model(comm: WebsocketCommunicator, assign: dict) -> np.ndarray:
     parts: dict[int, bytes] = {}
     while True:
         header, payload = wire.decode_binary(await comm.receive_from(5))
@@ -183,8 +189,10 @@ async def test_a_silent_connection_is_closed_after_the_hello_timeout(tenant, set
     assert await closed_with(comm) == wire.CLOSE_HELLO_TIMEOUT
 
 
-async def test_a_worker_trains_uploads_in_chunks_and_its_update_is_aggregated(tenant):
+async def test_a_worker_trains_uploads_in_chunks_and_its_update_is_aggregated(tenant, settings):
+    settings.CCGSC_MODEL_PUSH_BYTES = 0  # the model must be asked for
     comm, assign = await assigned(tenant, config=MLP)
+    assert not assign["model"]["push"]
     weights = await fetch_model(comm, assign)
     update = np.full_like(weights, 0.01)
     data = wire.encode_tensor(update)
@@ -204,7 +212,10 @@ async def test_a_worker_trains_uploads_in_chunks_and_its_update_is_aggregated(te
     await comm.disconnect()
 
 
-async def test_an_upload_resumes_after_a_reconnect_from_the_last_whole_chunk(tenant):
+async def test_a_disk_staged_upload_resumes_after_a_reconnect_from_the_last_whole_chunk(
+    tenant, settings
+):
+    settings.CCGSC_UPLOAD_MEMORY_BYTES = 0
     comm, assign = await assigned(tenant, config=MLP)
     data = wire.encode_tensor(np.full(assign["model"]["length"], 0.5, np.float32))
     await send(comm, begin(assign, data))
@@ -223,6 +234,72 @@ async def test_an_upload_resumes_after_a_reconnect_from_the_last_whole_chunk(ten
     await send(again, result(assign))
     assert (await receive(again))["status"] == "accepted"
     await again.disconnect()
+
+
+async def test_a_memory_staged_upload_starts_again_after_a_reconnect(tenant, settings):
+    settings.CCGSC_UPLOAD_MEMORY_BYTES = 1 << 20
+    comm, assign = await assigned(tenant, config=MLP)
+    data = wire.encode_tensor(np.full(assign["model"]["length"], 0.5, np.float32))
+    await send(comm, begin(assign, data))
+    await receive(comm)
+    await send_chunks(comm, "upload-1", data, stop=5)
+    await comm.disconnect()
+    worker = (
+        await db(Assignment.objects.select_related("worker").get)(pk=assign["assignment"])
+    ).worker
+    again = await connect(await db(_new_token)(worker))
+    await receive(again)
+    await send(again, begin(assign, data))
+    assert await receive(again) == {"type": "upload_ready", "upload": "upload-1", "next_seq": 0}
+    await send_chunks(again, "upload-1", data)
+    await send(again, result(assign))
+    assert (await receive(again))["status"] == "accepted"
+    await again.disconnect()
+
+
+async def test_a_small_model_is_pushed_and_a_small_update_goes_in_one_frame(tenant):
+    comm, assign = await assigned(tenant, config=MLP)
+    assert assign["model"]["push"] and assign["weights"].size == assign["model"]["length"]
+    data = wire.encode_tensor(np.full_like(assign["weights"], 0.02))
+    header = {
+        "type": "update",
+        "assignment": assign["assignment"],
+        "upload": "single-1",
+        "sha256": wire.sha256_hex(data),
+        "codec": "f32",
+        "length": assign["model"]["length"],
+        "num_samples": 7,
+        "metrics": {"loss": 1.0},
+    }
+    await comm.send_to(bytes_data=wire.encode_binary(header, data))
+    assert await receive(comm) == {
+        "type": "result_ack",
+        "assignment": assign["assignment"],
+        "status": "accepted",
+    }
+    fl_round = await db(round_of)(assign)
+    assert fl_round.status == Round.Status.CLOSED and fl_round.participants == 1
+    assert fl_round.bytes_down == len(data) and fl_round.metrics["num_samples"] == 7
+    await comm.disconnect()
+
+
+async def test_a_one_frame_update_with_a_bad_hash_is_rejected(tenant):
+    comm, assign = await assigned(tenant, config=MLP)
+    data = wire.encode_tensor(np.zeros(assign["model"]["length"], np.float32))
+    header = {
+        "type": "update",
+        "assignment": assign["assignment"],
+        "upload": "single-2",
+        "sha256": "0" * 64,
+        "codec": "f32",
+        "length": assign["model"]["length"],
+        "num_samples": 7,
+    }
+    await comm.send_to(bytes_data=wire.encode_binary(header, data))
+    await expect_error(comm, "bad_checksum")
+    fl_round = await db(round_of)(assign)
+    assert fl_round.rejected == 1 and fl_round.participants == 0
+    await comm.disconnect()
 
 
 def _new_token(worker: Worker) -> str:
@@ -308,7 +385,9 @@ async def test_a_second_result_for_a_reported_assignment_is_a_replay(tenant):
     await send_chunks(comm, "upload-1", data)
     await send(comm, result(assign))
     assert (await receive(comm))["type"] == "result_ack"
-    assert (await receive(comm))["type"] == "assign"  # round 2
+    second = await receive(comm)
+    assert second["type"] == "assign" and second["round"] == 2
+    await receive_model(comm, second)  # pushed after the assign frame
     await send(comm, begin(assign, data, upload="upload-2"))
     await expect_error(comm, "replayed")
     await comm.disconnect()
