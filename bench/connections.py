@@ -369,6 +369,10 @@ def measure(args: argparse.Namespace) -> dict:
         try:
             stack.start()
             return run_phases(stack, tmp, clients, args)
+        except Exception:
+            # The temporary folder goes with the stack: show why the server failed first.
+            print("end of the Daphne log:\n" + stack.log("daphne"), file=sys.stderr)
+            raise
         finally:
             for client in clients:
                 if client.proc.poll() is None:

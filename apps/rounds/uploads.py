@@ -173,7 +173,8 @@ def upload_verify(upload: Upload, *, msg: dict) -> bytes:
 def upload_store(upload: Upload, data: bytes, *, msg: dict, bytes_down: int) -> services.Report:
     """Write a verified update to storage; the report that refers to it comes next."""
     key = default_storage.save(
-        f"updates/a{upload.assignment_id}/{upload.upload_id}.{upload.codec}", ContentFile(data)
+        f"updates/r{upload.round_id}/a{upload.assignment_id}-{upload.upload_id}.{upload.codec}",
+        ContentFile(data),
     )
     return services.Report(
         worker_id=upload.worker_id,
