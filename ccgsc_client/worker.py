@@ -145,6 +145,7 @@ class _Session:
         self.inbox: dict[object, asyncio.Queue] = {}
         self.model_parts: dict[int, dict[int, bytes]] = {}
         self.arrived: dict[int, bytes] = {}  # a pushed model not yet claimed
+        self.working: set[int] = set()  # assignments being trained in this session
         self.heartbeat_s = 15.0
         self.tasks: set[asyncio.Task] = set()
 
@@ -194,6 +195,8 @@ class _Session:
     def on_text(self, msg: dict) -> None:
         kind = msg["type"]
         if kind == "assign":
+            if msg["assignment"] in self.worker.pending or msg["assignment"] in self.working:
+                return  # offered again after a reconnect: already trained or training
             self.worker.stats.assignments += 1
             self._spawn(self.work(msg))
         elif kind in ("upload_ready", "chunk_ack"):
@@ -253,6 +256,7 @@ class _Session:
     async def work(self, assign: dict) -> None:
         assignment = assign["assignment"]
         self.inbox[("assignment", assignment)] = asyncio.Queue()
+        self.working.add(assignment)
         try:
             if assign["config"].get("n_features") != self.worker.X.shape[1]:
                 await self.send(
@@ -281,6 +285,7 @@ class _Session:
             await self.upload(pending)
         finally:
             self.inbox.pop(("assignment", assignment), None)
+            self.working.discard(assignment)
 
     async def resume(self, pending: PendingResult) -> None:
         self.inbox[("assignment", pending.assignment)] = asyncio.Queue()

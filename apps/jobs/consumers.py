@@ -151,6 +151,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                 "heartbeat_s": settings.CCGSC_HEARTBEAT_S,
             }
         )
+        for event in await database_sync_to_async(round_services.worker_open_assignments)(
+            worker_id=worker.pk
+        ):
+            await self.worker_send(event)
 
     async def on_heartbeat(self, msg: dict) -> None:
         now = time.monotonic()

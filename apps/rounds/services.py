@@ -123,6 +123,24 @@ def assign_frame(job: Job, fl_round: Round, assignment: Assignment) -> dict:
     }
 
 
+def worker_open_assignments(*, worker_id: int) -> list[dict]:
+    """Channel events re-offering a reconnecting worker the assignments it still holds.
+
+    A worker whose server process died mid-round reconnects elsewhere; its assignments are
+    still pending in the database, so it is told of them again instead of being dropped.
+    """
+    pending = Assignment.objects.filter(
+        worker_id=worker_id, status__in=Assignment.PENDING, fl_round__status=Round.Status.TRAINING
+    ).select_related("fl_round__job", "fl_round__base_model")
+    return [
+        {
+            "frame": assign_frame(a.fl_round.job, a.fl_round, a),
+            "context": upload_context(a.fl_round.job, a.fl_round, a),
+        }
+        for a in pending
+    ]
+
+
 def upload_context(job: Job, fl_round: Round, assignment: Assignment) -> dict:
     """What the gateway needs to check an upload for this assignment."""
     return {
