@@ -317,6 +317,12 @@ def connected_count(stack: Stack) -> tuple[int, int]:
     return connected, total
 
 
+def channel_layer(stack: Stack) -> str:
+    """The channel layer backend the server runs with, as its settings resolve it."""
+    code = "from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['BACKEND'])"
+    return stack.manage("shell", "-c", code).strip().rsplit(".", 1)[-1]
+
+
 def wait_offline(stack: Stack, since: float, limit: float) -> float | None:
     """Seconds from ``since`` until the REST API lists no worker connected; None past limit."""
     while connected_count(stack)[0]:
@@ -364,7 +370,8 @@ class RssRange(threading.Thread):
 def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        stack = Stack(tmp)
+        layer = {"CCGSC_CHANNEL_LAYER": args.channel_layer} if args.channel_layer else {}
+        stack = Stack(tmp, **layer)
         clients: list[ClientProc] = []
         try:
             stack.start()
@@ -389,7 +396,7 @@ def run_phases(
 ) -> dict:
     n = args.workers
     daphne = psutil.Process(stack.daphne.pid)
-    r: dict[str, Any] = {"n": n, "daphne_name": daphne.name()}
+    r: dict[str, Any] = {"n": n, "layer": channel_layer(stack)}
     time.sleep(SETTLE_S)
     r["rss_start"] = rss(daphne)
 
@@ -476,8 +483,8 @@ def report(r: dict, args: argparse.Namespace) -> None:
     failures = ", ".join(f"{k}: {v}" for k, v in r["failures"].most_common()) or "none"
 
     print(
-        f"{n} authenticated idle workers on one Daphne process ({r['daphne_name']}, Postgres + "
-        f"Redis channel layer); {args.clients} client processes, at most {args.concurrency} "
+        f"{n} authenticated idle workers on one Daphne process (Postgres, channel layer "
+        f"{r['layer']}); {args.clients} client processes, at most {args.concurrency} "
         f"handshakes in flight, client open-file limit {r['nofile']}"
     )
     print(
@@ -555,6 +562,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--concurrency", type=int, default=100, help="handshakes in flight")
     parser.add_argument("--enroll-threads", type=int, default=8)
+    parser.add_argument(
+        "--channel-layer",
+        choices=["pubsub", "core"],
+        help="set CCGSC_CHANNEL_LAYER for the server (default: the server's own default)",
+    )
     args = parser.parse_args()
     report(measure(args), args)
 

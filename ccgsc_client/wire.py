@@ -83,6 +83,7 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
         "kernel": (str, True),
         "config": (dict, True),
         "model": (dict, True),
+        "upload": (dict, True),
         "deadline": (str, True),
     },
     "cancel": {"assignment": (int, True), "reason": (str, False)},

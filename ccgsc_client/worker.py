@@ -146,6 +146,7 @@ class _Session:
         self.model_parts: dict[int, dict[int, bytes]] = {}
         self.arrived: dict[int, bytes] = {}  # a pushed model not yet claimed
         self.working: set[int] = set()  # assignments being trained in this session
+        self.upload_of: dict[str, int] = {}  # upload id -> assignment, for routing errors
         self.heartbeat_s = 15.0
         self.tasks: set[asyncio.Task] = set()
 
@@ -206,11 +207,10 @@ class _Session:
         elif kind == "error":
             self.worker.stats.errors.append(msg["code"])
             ref = msg.get("ref", {})
-            for key in (
-                ("upload", ref.get("upload")),
-                ("assignment", ref.get("assignment")),
-                ("model", ref.get("version")),
-            ):
+            uploads = [u for u, a in self.upload_of.items() if a == ref.get("assignment")]
+            keys = {("upload", u) for u in [ref.get("upload"), *uploads]}
+            keys |= {("assignment", ref.get("assignment")), ("model", ref.get("version"))}
+            for key in keys:
                 self._deliver(key, msg)
             log.warning("server error %s: %s", msg["code"], msg["message"])
 
@@ -268,9 +268,22 @@ class _Session:
                 )
                 return
             await self.send({"type": "accept", "assignment": assignment})
-            weights = await self.model(assign["model"], assignment)
+            try:
+                weights = await self.model(assign["model"], assignment)
+            except Rejected:
+                await self.send(
+                    {
+                        "type": "decline",
+                        "assignment": assignment,
+                        "reason": "the model could not be fetched",
+                    }
+                )
+                raise
             update, metrics = await asyncio.to_thread(self.worker.train, assign, weights)
+            if self._cancelled(assignment):
+                return
             spec = assign["upload"]
+            update = clip(update, spec.get("max_norm"))
             pending = PendingResult(
                 assignment=assignment,
                 upload=secrets.token_urlsafe(12),
@@ -286,6 +299,12 @@ class _Session:
         finally:
             self.inbox.pop(("assignment", assignment), None)
             self.working.discard(assignment)
+
+    def _cancelled(self, assignment: int) -> bool:
+        """Whether a cancel for the assignment arrived (while it was training)."""
+        queue = self.inbox[("assignment", assignment)]
+        items = [queue.get_nowait() for _ in range(queue.qsize())]
+        return any(item.get("type") == "cancel" for item in items if isinstance(item, dict))
 
     async def resume(self, pending: PendingResult) -> None:
         self.inbox[("assignment", pending.assignment)] = asyncio.Queue()
@@ -325,6 +344,7 @@ class _Session:
 
     async def upload(self, p: PendingResult) -> None:
         """Send the update: one frame when it fits a chunk, else a resumable chunked upload."""
+        self.upload_of[p.upload] = p.assignment
         if len(p.data) <= p.chunk_size:
             header = {
                 "type": "update",
@@ -395,6 +415,15 @@ class _Session:
         finally:
             self.inbox.pop(key, None)
         await self._finished(p)
+
+
+def clip(update: np.ndarray, max_norm: float | None) -> np.ndarray:
+    """Scale the update down to the job's L2 bound, if it has one and the update exceeds it."""
+    if max_norm is None:
+        return update
+    norm = float(np.linalg.norm(update.astype(np.float64)))
+    # A hair under the bound, so float32 rounding cannot push it over on the server.
+    return update * np.float32(max_norm * (1 - 1e-6) / norm) if norm > max_norm else update
 
 
 def _backoff(attempt: int, cap: float) -> float:

@@ -78,7 +78,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         except wire.WireError as exc:
             await self._error(exc.code, exc.message, exc.ref, ref_assignment)
         except round_services.AssignmentError as exc:
-            await self._error(exc.code, exc.message, {"assignment": ref_assignment}, ref_assignment)
+            assignment = exc.assignment_id or ref_assignment
+            await self._error(exc.code, exc.message, {"assignment": assignment}, assignment)
 
     async def _dispatch(self, msg: dict) -> None:
         if self.worker_id is None:
@@ -120,6 +121,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
 
     async def _update(self, header: dict, payload: memoryview) -> None:
         """A whole update in one frame: its upload is opened, filled and finished at once."""
+        if len(payload) > settings.CCGSC_CHUNK_BYTES:
+            ref = {"assignment": header["assignment"], "upload": header["upload"]}
+            raise wire.WireError("too_large", "larger updates go in chunks", ref)
         msg = {**header, "size": len(payload), "chunk_size": settings.CCGSC_CHUNK_BYTES}
         upload = await self._open_upload(msg, payload=bytes(payload))
         await self._finish(upload, header)
@@ -134,7 +138,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             return
         self.hello_timer.cancel()
         self.worker_id, self.tenant_id = worker.pk, worker.tenant_id
-        previous = await database_sync_to_async(job_services.worker_connect)(
+        previous, held = await database_sync_to_async(job_services.worker_connect)(
             worker_id=worker.pk,
             channel_name=self.channel_name,
             capabilities=msg.get("capabilities", {}),
@@ -151,16 +155,16 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                 "heartbeat_s": settings.CCGSC_HEARTBEAT_S,
             }
         )
-        for event in await database_sync_to_async(round_services.worker_open_assignments)(
-            worker_id=worker.pk
-        ):
+        for event in held:
             await self.worker_send(event)
 
     async def on_heartbeat(self, msg: dict) -> None:
         now = time.monotonic()
         if now - self.touched >= TOUCH_EVERY_S:
             self.touched = now
-            await database_sync_to_async(job_services.worker_touch)(worker_id=self.worker_id)
+            await database_sync_to_async(job_services.worker_touch)(
+                worker_id=self.worker_id, channel_name=self.channel_name
+            )
         await self._send_msg({"type": "pong"})
 
     async def on_accept(self, msg: dict) -> None:
@@ -174,6 +178,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_decline(self, msg: dict) -> None:
+        self.contexts.pop(msg["assignment"], None)
         await database_sync_to_async(round_services.assignment_drop)(
             worker_id=self.worker_id, assignment_id=msg["assignment"], reason="declined"
         )
@@ -193,7 +198,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             self.bytes_down[assignment] = self.bytes_down.get(assignment, 0) + len(data)
         elif assignment is not None:
             await database_sync_to_async(round_services.round_add_bytes_down)(
-                assignment_id=assignment, nbytes=len(data)
+                worker_id=self.worker_id, assignment_id=assignment, nbytes=len(data)
             )
 
     async def on_upload_begin(self, msg: dict) -> None:
@@ -208,9 +213,13 @@ class WorkerConsumer(AsyncWebsocketConsumer):
     async def _open_upload(self, msg: dict, payload: bytes | None = None) -> uploads.Upload:
         assignment = msg["assignment"]
         if assignment not in self.contexts:  # not relayed here: ask the database
-            self.contexts[assignment] = await database_sync_to_async(uploads.upload_context)(
-                worker_id=self.worker_id, assignment_id=assignment
-            )
+            try:
+                self.contexts[assignment] = await database_sync_to_async(uploads.upload_context)(
+                    worker_id=self.worker_id, assignment_id=assignment, sha256=msg["sha256"]
+                )
+            except round_services.AssignmentError as exc:
+                ref = {"assignment": assignment, "upload": msg["upload"]}
+                raise wire.WireError(exc.code, exc.message, ref) from None
         try:
             return uploads.upload_open(
                 worker_id=self.worker_id,
@@ -274,6 +283,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
 
     async def worker_send(self, event: dict) -> None:
         frame = event["frame"]
+        if frame["type"] == "assign" and frame["assignment"] in self.contexts:
+            return  # already offered on this connection
         if frame["type"] == "assign" and event.get("context"):
             self.contexts[frame["assignment"]] = event["context"]
         elif frame["type"] == "cancel":

@@ -74,15 +74,37 @@ def worker_authenticate(raw_token: str) -> tuple[Worker | None, str]:
     return worker, ""
 
 
+def clean_capabilities(capabilities: dict) -> dict:
+    """What a worker says of itself, kept only where it has the expected shape."""
+    out: dict = {}
+    for key in ("kernels", "codecs"):
+        value = capabilities.get(key)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out[key] = value[:64]
+    for key in ("samples", "n_features", "samples_per_s"):
+        value = capabilities.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            out[key] = value
+    if isinstance(capabilities.get("runtime"), str):
+        out["runtime"] = capabilities["runtime"][:32]
+    return out
+
+
 @transaction.atomic
-def worker_connect(*, worker_id: int, channel_name: str, capabilities: dict) -> str:
-    """Record the worker's live channel; return the channel it replaces, if any."""
+def worker_connect(
+    *, worker_id: int, channel_name: str, capabilities: dict
+) -> tuple[str, list[dict]]:
+    """Record the worker's live channel.
+
+    Returns the channel it replaces (if any) and the events re-offering the assignments the
+    worker still holds from before this connection.
+    """
     worker = Worker.objects.select_for_update().get(pk=worker_id)
     previous = worker.channel_name
     now = timezone.now()
     worker.channel_name, worker.connected_at, worker.last_seen = channel_name, now, now
-    worker.capabilities = capabilities
-    worker.samples_per_s = capabilities.get("samples_per_s", worker.samples_per_s)
+    worker.capabilities = clean_capabilities(capabilities)
+    worker.samples_per_s = worker.capabilities.get("samples_per_s", worker.samples_per_s)
     worker.save(
         update_fields=["channel_name", "connected_at", "last_seen", "capabilities", "samples_per_s"]
     )
@@ -93,7 +115,8 @@ def worker_connect(*, worker_id: int, channel_name: str, capabilities: dict) -> 
     ).values_list("id", flat=True)
     for round_id in selecting:
         transaction.on_commit(lambda rid=round_id: round_services._tasks().round_select.delay(rid))
-    return previous if previous != channel_name else ""
+    held = round_services.worker_open_assignments(worker_id=worker_id)
+    return (previous if previous != channel_name else ""), held
 
 
 def worker_disconnect(*, worker_id: int, channel_name: str) -> bool:
@@ -105,8 +128,10 @@ def worker_disconnect(*, worker_id: int, channel_name: str) -> bool:
     )
 
 
-def worker_touch(*, worker_id: int) -> None:
+def worker_touch(*, worker_id: int, channel_name: str) -> None:
+    """A sign of life; a worker the sweep took for gone is online again on this channel."""
     Worker.objects.filter(pk=worker_id).update(last_seen=timezone.now())
+    Worker.objects.filter(pk=worker_id, channel_name="").update(channel_name=channel_name)
 
 
 @transaction.atomic

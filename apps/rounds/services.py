@@ -36,10 +36,11 @@ log = logging.getLogger(__name__)
 class AssignmentError(Exception):
     """A worker referred to an assignment it may not act on; ``code`` is a wire error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, assignment_id: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.assignment_id = assignment_id
 
 
 def _tasks():  # noqa: ANN202 - tasks import this module, so import them late
@@ -118,7 +119,11 @@ def assign_frame(job: Job, fl_round: Round, assignment: Assignment) -> dict:
             # Small models follow the assign frame unasked; larger ones are requested.
             "push": model.size <= settings.CCGSC_MODEL_PUSH_BYTES,
         },
-        "upload": {"codec": job.policy["codec"], "chunk_size": settings.CCGSC_CHUNK_BYTES},
+        "upload": {
+            "codec": job.policy["codec"],
+            "chunk_size": settings.CCGSC_CHUNK_BYTES,
+            "max_norm": job.policy["max_update_norm"],
+        },
         "deadline": fl_round.deadline.isoformat(),
     }
 
@@ -169,7 +174,9 @@ def _locked_assignment(
         .first()
     )
     if fl_round is None or assignment is None:
-        raise AssignmentError("unknown_assignment", f"no assignment {assignment_id} for you")
+        raise AssignmentError(
+            "unknown_assignment", f"no assignment {assignment_id} for you", assignment_id
+        )
     return fl_round, assignment
 
 
@@ -197,22 +204,36 @@ def assignment_accept(*, worker_id: int, assignment_id: int) -> None:
         not accepted
         and not Assignment.objects.filter(pk=assignment_id, worker_id=worker_id).exists()
     ):
-        raise AssignmentError("unknown_assignment", f"no assignment {assignment_id} for you")
+        raise AssignmentError(
+            "unknown_assignment", f"no assignment {assignment_id} for you", assignment_id
+        )
 
 
 @transaction.atomic
-def assignment_check_open(*, worker_id: int, assignment_id: int) -> Assignment:
-    """The assignment if it may still receive an update, else AssignmentError with the reason."""
+def assignment_check_open(
+    *, worker_id: int, assignment_id: int, sha256: str | None = None
+) -> Assignment:
+    """The assignment if it may still receive this update, else AssignmentError with why.
+
+    An update with the recorded SHA-256 may be sent again (its acknowledgement was lost);
+    the report then answers "accepted" without counting it twice.
+    """
     fl_round, assignment = _locked_assignment(worker_id=worker_id, assignment_id=assignment_id)
+    if assignment.status == Assignment.Status.REPORTED and assignment.update_sha256 == sha256:
+        return assignment
     _check_open(fl_round, assignment)
     return assignment
 
 
 def _check_open(fl_round: Round, assignment: Assignment) -> None:
     if assignment.status == Assignment.Status.REPORTED:
-        raise AssignmentError("replayed", "this assignment already has an accepted update")
+        raise AssignmentError(
+            "replayed", "this assignment already has an accepted update", assignment.id
+        )
     if assignment.status not in Assignment.PENDING or fl_round.status != Round.Status.TRAINING:
-        raise AssignmentError("wrong_round", "the round no longer accepts this assignment")
+        raise AssignmentError(
+            "wrong_round", "the round no longer accepts this assignment", assignment.id
+        )
 
 
 @dataclass(frozen=True)
@@ -251,7 +272,9 @@ def assignments_report(reports: Sequence[Report]) -> list[str | AssignmentError]
     for index, report in enumerate(reports):
         round_id = report.round_id or _round_of(report)
         if round_id is None:
-            results[index] = AssignmentError("unknown_assignment", "no such assignment for you")
+            results[index] = AssignmentError(
+                "unknown_assignment", "no such assignment for you", report.assignment_id
+            )
         else:
             by_round[round_id].append((index, report))
     for round_id in sorted(by_round):  # one lock order for every writer
@@ -331,7 +354,9 @@ def _decide(fl_round: Round, assignment: Assignment | None, report: Report) -> s
         or assignment.worker_id != report.worker_id
         or (assignment.fl_round_id != fl_round.id)
     ):
-        raise AssignmentError("unknown_assignment", "no such assignment for you")
+        raise AssignmentError(
+            "unknown_assignment", "no such assignment for you", report.assignment_id
+        )
     if (
         assignment.status == Assignment.Status.REPORTED
         and assignment.update_sha256 == report.sha256
@@ -412,8 +437,10 @@ def worker_drop_pending(*, worker_id: int, reason: str) -> int:
     return len(ids)
 
 
-def round_add_bytes_down(*, assignment_id: int, nbytes: int) -> None:
-    Round.objects.filter(assignments__id=assignment_id).update(bytes_down=F("bytes_down") + nbytes)
+def round_add_bytes_down(*, worker_id: int, assignment_id: int, nbytes: int) -> None:
+    Round.objects.filter(assignments__id=assignment_id, assignments__worker_id=worker_id).update(
+        bytes_down=F("bytes_down") + nbytes
+    )
 
 
 def _after_settle(fl_round: Round) -> None:

@@ -64,9 +64,11 @@ class Upload:
         return {"assignment": self.assignment_id, "upload": self.upload_id}
 
 
-def upload_context(*, worker_id: int, assignment_id: int) -> dict:
-    """The upload context of an assignment that still accepts an update (asks the database)."""
-    services.assignment_check_open(worker_id=worker_id, assignment_id=assignment_id)
+def upload_context(*, worker_id: int, assignment_id: int, sha256: str) -> dict:
+    """The upload context of an assignment that still accepts this update (asks the database)."""
+    services.assignment_check_open(
+        worker_id=worker_id, assignment_id=assignment_id, sha256=sha256.lower()
+    )
     assignment = Assignment.objects.select_related("fl_round__base_model", "fl_round__job").get(
         pk=assignment_id
     )

@@ -226,8 +226,7 @@ async def test_a_disk_staged_upload_resumes_after_a_reconnect_from_the_last_whol
         pk=assign["assignment"]
     )
     raw = await db(_new_token)(token_worker.worker)
-    again = await connect(raw)
-    assert (await receive(again))["type"] == "welcome"
+    again = await rejoin(raw, assign)
     await send(again, begin(assign, data))
     assert await receive(again) == {"type": "upload_ready", "upload": "upload-1", "next_seq": 5}
     await send_chunks(again, "upload-1", data, start=5)
@@ -247,8 +246,7 @@ async def test_a_memory_staged_upload_starts_again_after_a_reconnect(tenant, set
     worker = (
         await db(Assignment.objects.select_related("worker").get)(pk=assign["assignment"])
     ).worker
-    again = await connect(await db(_new_token)(worker))
-    await receive(again)
+    again = await rejoin(await db(_new_token)(worker), assign)
     await send(again, begin(assign, data))
     assert await receive(again) == {"type": "upload_ready", "upload": "upload-1", "next_seq": 0}
     await send_chunks(again, "upload-1", data)
@@ -300,6 +298,17 @@ async def test_a_one_frame_update_with_a_bad_hash_is_rejected(tenant):
     fl_round = await db(round_of)(assign)
     assert fl_round.rejected == 1 and fl_round.participants == 0
     await comm.disconnect()
+
+
+async def rejoin(token: str, assign: dict) -> WebsocketCommunicator:
+    """Reconnect; the server offers the assignment the worker still holds again."""
+    comm = await connect(token)
+    assert (await receive(comm))["type"] == "welcome"
+    again = await receive(comm)
+    assert again["type"] == "assign" and again["assignment"] == assign["assignment"]
+    if again["model"]["push"]:
+        await receive_model(comm, again)
+    return comm
 
 
 def _new_token(worker: Worker) -> str:
@@ -388,8 +397,38 @@ async def test_a_second_result_for_a_reported_assignment_is_a_replay(tenant):
     second = await receive(comm)
     assert second["type"] == "assign" and second["round"] == 2
     await receive_model(comm, second)  # pushed after the assign frame
-    await send(comm, begin(assign, data, upload="upload-2"))
-    await expect_error(comm, "replayed")
+    other = wire.encode_tensor(np.ones(assign["model"]["length"], np.float32))
+    await send(comm, begin(assign, other, upload="upload-2"))
+    error = await expect_error(comm, "replayed")
+    assert error["ref"] == {"assignment": assign["assignment"], "upload": "upload-2"}
+    await comm.disconnect()
+
+
+async def test_resending_an_acknowledged_update_is_accepted_and_counted_once(tenant):
+    comm, assign = await assigned(tenant, policy={"max_rounds": 2})
+    data = wire.encode_tensor(np.full(assign["model"]["length"], 0.1, np.float32))
+    header = {
+        "type": "update",
+        "assignment": assign["assignment"],
+        "upload": "first-upload",
+        "sha256": wire.sha256_hex(data),
+        "codec": "f32",
+        "length": assign["model"]["length"],
+        "num_samples": 3,
+    }
+    await comm.send_to(bytes_data=wire.encode_binary(header, data))
+    ack = await receive(comm)
+    assert ack["type"] == "result_ack", ack
+    await receive_model(comm, await receive(comm))  # round 2 is offered
+    # The acknowledgement was lost, as far as the worker knows: it sends the same bytes again.
+    await comm.send_to(bytes_data=wire.encode_binary({**header, "upload": "again-upload"}, data))
+    assert await receive(comm) == {
+        "type": "result_ack",
+        "assignment": assign["assignment"],
+        "status": "accepted",
+    }
+    fl_round = await db(round_of)(assign)
+    assert fl_round.participants == 1 and fl_round.metrics["num_samples"] == 3
     await comm.disconnect()
 
 
