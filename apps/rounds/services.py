@@ -157,22 +157,15 @@ def upload_context(job: Job, fl_round: Round, assignment: Assignment) -> dict:
     }
 
 
-def _locked_assignment(
-    *, worker_id: int, assignment_id: int, round_id: int | None = None
-) -> tuple[Round, Assignment]:
+def _locked_assignment(*, worker_id: int, assignment_id: int) -> tuple[Round, Assignment]:
     """Lock the assignment's round, then the assignment; unknown or foreign ids raise."""
-    if round_id is None:
-        round_id = (
-            Assignment.objects.filter(pk=assignment_id, worker_id=worker_id)
-            .values_list("fl_round_id", flat=True)
-            .first()
-        )
-    fl_round = Round.objects.select_for_update().filter(pk=round_id).first()
-    assignment = (
-        Assignment.objects.select_for_update()
-        .filter(pk=assignment_id, worker_id=worker_id, fl_round_id=round_id)
+    round_id = (
+        Assignment.objects.filter(pk=assignment_id, worker_id=worker_id)
+        .values_list("fl_round_id", flat=True)
         .first()
     )
+    fl_round = Round.objects.select_for_update().filter(pk=round_id).first()
+    assignment = Assignment.objects.select_for_update().filter(pk=assignment_id).first()
     if fl_round is None or assignment is None:
         raise AssignmentError(
             "unknown_assignment", f"no assignment {assignment_id} for you", assignment_id
@@ -527,19 +520,31 @@ def round_check_deadline(*, round_id: int) -> None:
 
 
 def round_aggregate(*, round_id: int) -> None:
-    """Claim the round, fold its accepted updates into the new model, close it, open the next."""
+    """Claim the round, fold its accepted updates into the new model, close it, open the next.
+
+    Updates stream from storage one at a time into the weighted mean (O(model) memory). A
+    stored update that is missing or fails its hash is left out and its assignment rejected.
+    """
     if not _claim_aggregation(round_id):
         return
     fl_round = Round.objects.select_related("job", "base_model").get(pk=round_id)
     job = fl_round.job
     reports = list(fl_round.assignments.filter(status=Assignment.Status.REPORTED).order_by("id"))
     base = model_weights(fl_round.base_model)
-    mean = strategies.fedavg(
-        ((_read_update(a, base.size), float(a.num_samples)) for a in reports), base.size
-    )
-    weights = strategies.apply_delta(base, mean, job.policy["server_lr"])
-    metrics = {**_worker_metrics(reports), **_evaluate(job, weights)}
-    _round_close(fl_round.id, weights, metrics, [a.id for a in reports])
+    mean, kept, broken = strategies.WeightedMean(base.size), [], []
+    for assignment in reports:
+        update = _read_update(assignment, base.size, job.policy["codec"])
+        if update is None:
+            broken.append(assignment.id)
+        else:
+            mean.add(update, float(assignment.num_samples))
+            kept.append(assignment)
+    if not kept:
+        _round_close_failed(round_id, broken)
+        return
+    weights = strategies.apply_delta(base, mean.result(), job.policy["server_lr"])
+    metrics = {**_worker_metrics(kept), **_evaluate(job, weights)}
+    _round_close(fl_round.id, weights, metrics, [a.id for a in kept], broken)
 
 
 def _claim_aggregation(round_id: int) -> bool:
@@ -552,13 +557,37 @@ def _claim_aggregation(round_id: int) -> bool:
     )
 
 
-def _read_update(assignment: Assignment, length: int) -> np.ndarray:
-    with default_storage.open(assignment.update_key, "rb") as handle:
-        data = handle.read()
+def _read_update(assignment: Assignment, length: int, codec: str) -> np.ndarray | None:
+    """A stored update, or None when it is gone or does not match its recorded hash."""
+    try:
+        with default_storage.open(assignment.update_key, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        log.error("stored update of assignment %s is missing", assignment.id)
+        return None
     if wire.sha256_hex(data) != assignment.update_sha256:
-        raise ValueError(f"stored update of assignment {assignment.id} does not match its hash")
-    codec = "f16" if len(data) == 2 * length else "f32"
+        log.error("stored update of assignment %s does not match its hash", assignment.id)
+        return None
     return wire.decode_tensor(data, codec, length)
+
+
+def _reject_broken(fl_round: Round, broken: list[int]) -> None:
+    """Assignments whose stored update was lost: rejected, so the counts say what was used."""
+    if broken:
+        Assignment.objects.filter(pk__in=broken).update(
+            status=Assignment.Status.REJECTED, error_code="storage"
+        )
+        fl_round.participants -= len(broken)
+        fl_round.rejected += len(broken)
+        fl_round.save(update_fields=["participants", "rejected"])
+
+
+@transaction.atomic
+def _round_close_failed(round_id: int, broken: list[int]) -> None:
+    fl_round = Round.objects.select_for_update().get(pk=round_id)
+    if fl_round.status == Round.Status.AGGREGATING:
+        _reject_broken(fl_round, broken)
+        _round_fail(fl_round, "no stored update could be read")
 
 
 def _worker_metrics(reports: list[Assignment]) -> dict:
@@ -584,10 +613,13 @@ def _evaluate(job: Job, weights: np.ndarray) -> dict:
 
 
 @transaction.atomic
-def _round_close(round_id: int, weights: np.ndarray, metrics: dict, aggregated: list[int]) -> None:
+def _round_close(
+    round_id: int, weights: np.ndarray, metrics: dict, aggregated: list[int], broken: list[int]
+) -> None:
     fl_round = Round.objects.select_for_update().select_related("base_model").get(pk=round_id)
     if fl_round.status != Round.Status.AGGREGATING:
         return  # another claimant finished first
+    _reject_broken(fl_round, broken)
     job = Job.objects.select_for_update().get(pk=fl_round.job_id)
     model = model_version_create(
         job_id=job.id,

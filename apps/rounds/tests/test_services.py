@@ -7,6 +7,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from apps.jobs import services as job_services
@@ -308,3 +309,23 @@ def test_the_sweep_forgets_silent_workers_and_drops_their_work(
     silent.refresh_from_db()
     assert silent.channel_name == ""
     assert fl_round.assignments.get(worker=silent).status == Assignment.Status.DROPPED
+
+
+def test_an_update_lost_from_storage_is_left_out_and_its_assignment_rejected(
+    running, django_capture_on_commit_callbacks
+) -> None:
+    _, fl_round, _ = running
+    a, b, c = fl_round.assignments.order_by("id")
+    size = fl_round.base_model.length
+    for assignment, value in ((a, 1.0), (b, 3.0), (c, 100.0)):
+        report(assignment, np.full(size, value, np.float32), 1, django_capture_on_commit_callbacks)
+    c.refresh_from_db()
+    default_storage.delete(c.update_key)
+    with django_capture_on_commit_callbacks(execute=False):
+        services.round_aggregate(round_id=fl_round.id)
+    fl_round.refresh_from_db()
+    c.refresh_from_db()
+    model = ModelVersion.objects.get(fl_round=fl_round)
+    np.testing.assert_allclose(model_weights(model), model_weights(fl_round.base_model) + 2.0)
+    assert c.status == Assignment.Status.REJECTED and c.error_code == "storage"
+    assert fl_round.participants == 2 and fl_round.rejected == 1
