@@ -5,14 +5,15 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import SAFE_METHODS
 
 from apps.jobs.models import Job, Membership, Tenant, Worker
 
 TENANT_HEADER = "X-CCGSC-Tenant"
 
 
-def tenant_for_request(request) -> Tenant:
-    """The caller's tenant: their only membership, or the one the tenant header names."""
+def membership_for_request(request) -> Membership:
+    """The caller's membership: their only one, or the one for the tenant the header names."""
     memberships = Membership.objects.filter(user=request.user).select_related("tenant")
     slug = request.headers.get(TENANT_HEADER)
     if slug:
@@ -22,7 +23,15 @@ def tenant_for_request(request) -> Tenant:
         raise PermissionDenied("you are not a member of that tenant" if slug else "no tenant")
     if len(found) > 1:
         raise PermissionDenied(f"you belong to several tenants: name one in {TENANT_HEADER}")
-    return found[0].tenant
+    return found[0]
+
+
+def tenant_for_request(request) -> Tenant:
+    """The caller's tenant; a request that changes state also needs a role that may write."""
+    membership = membership_for_request(request)
+    if request.method not in SAFE_METHODS and membership.role == Membership.Role.VIEWER:
+        raise PermissionDenied("viewers may read, not change, this tenant's jobs")
+    return membership.tenant
 
 
 def job_list(tenant: Tenant) -> QuerySet:

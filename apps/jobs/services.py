@@ -150,6 +150,8 @@ def job_create(
         errors["kernel"] = [f"unknown kernel {kernel!r}"]
     except KernelConfigError as exc:
         errors["config"] = [f"{field}: {msg}" for field, msgs in exc.errors.items() for msg in msgs]
+    if resolved_config and 4 * spec.num_params(resolved_config) > tenant.max_model_bytes:
+        errors["config"] = [f"the model exceeds the tenant's {tenant.max_model_bytes} bytes"]
     try:
         resolved_policy = resolve_policy(policy)
     except PolicyError as exc:

@@ -168,3 +168,18 @@ def test_the_openapi_schema_and_docs_are_served(api) -> None:
     assert schema.status_code == 200 and b"/api/v1/jobs/{job_id}/start/" in schema.content
     docs = api.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_a_viewer_may_read_but_not_create_or_start_jobs(tenant) -> None:
+    viewer = client_for(make_user(tenant, role="viewer"))
+    job = make_job(tenant)
+    assert viewer.get(f"/api/v1/jobs/{job.id}/").status_code == 200
+    assert viewer.post("/api/v1/jobs/", JOB, format="json").status_code == 403
+    assert viewer.post(f"/api/v1/jobs/{job.id}/start/").status_code == 403
+
+
+def test_a_model_larger_than_the_tenant_allows_is_refused(api, tenant) -> None:
+    tenant.max_model_bytes = 1000  # softmax on digits has 650 float32 parameters
+    tenant.save()
+    response = api.post("/api/v1/jobs/", JOB, format="json")
+    assert response.status_code == 400 and "config" in response.json()
