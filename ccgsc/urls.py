@@ -8,6 +8,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.jobs import apis as job_apis
+from apps.jobs import volunteer
 from apps.registry import apis as registry_apis
 from apps.rounds import apis as round_apis
 
@@ -27,6 +28,7 @@ api_v1 = [
     ),
     path("workers/", job_apis.WorkerListApi.as_view(), name="worker-list"),
     path("workers/enroll/", job_apis.WorkerEnrollApi.as_view(), name="worker-enroll"),
+    path("workers/demo-data/", volunteer.DemoDataApi.as_view(), name="worker-demo-data"),
 ]
 
 urlpatterns = [
@@ -36,4 +38,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("director/", include("apps.jobs.director_urls")),
+    path("worker/", volunteer.worker_page, name="worker-page"),
+    path("worker/join/<str:key>/", volunteer.worker_page, name="worker-join"),
+    path("worker/kernels/<str:name>.js", volunteer.kernel_source, name="worker-kernel"),
 ]

@@ -422,8 +422,8 @@ def clip(update: np.ndarray, max_norm: float | None) -> np.ndarray:
     if max_norm is None:
         return update
     norm = float(np.linalg.norm(update.astype(np.float64)))
-    # A hair under the bound, so float32 rounding cannot push it over on the server.
-    return update * np.float32(max_norm * (1 - 1e-6) / norm) if norm > max_norm else update
+    # A little under the bound, so f16 or f32 rounding cannot push it over on the server.
+    return update * np.float32(max_norm * (1 - 1e-3) / norm) if norm > max_norm else update
 
 
 def _backoff(attempt: int, cap: float) -> float:

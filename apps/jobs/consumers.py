@@ -257,7 +257,11 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         except round_services.AssignmentError:
             await sync_to_async(uploads.upload_discard, thread_sensitive=False)(upload, report)
             raise
-        await _run(upload, uploads.upload_discard, upload)
+        if status == round_services.REPEATED:  # already recorded: keep only the first copy
+            await sync_to_async(uploads.upload_discard, thread_sensitive=False)(upload, report)
+            status = "accepted"
+        else:
+            await _run(upload, uploads.upload_discard, upload)
         self.contexts.pop(upload.assignment_id, None)
         self.bytes_down.pop(upload.assignment_id, None)
         await self._send_msg(

@@ -100,6 +100,8 @@ class Worker(models.Model):
     updates_accepted = models.PositiveIntegerField(default=0)
     updates_rejected = models.PositiveIntegerField(default=0)
     bad_frames = models.PositiveIntegerField(default=0)
+    consent_version = models.CharField(max_length=32, blank=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

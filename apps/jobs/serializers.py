@@ -81,6 +81,7 @@ class WorkerEnrollInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, default="")
     kind = serializers.ChoiceField(choices=Worker.Kind.choices, default=Worker.Kind.PYTHON)
     capabilities = serializers.DictField(required=False, default=dict)
+    consent_version = serializers.CharField(max_length=32, required=False, default="")
 
 
 class WorkerEnrollOutput(serializers.Serializer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from datetime import timedelta
 
@@ -41,11 +42,17 @@ def worker_enroll(
     name: str = "",
     kind: str = Worker.Kind.PYTHON,
     capabilities: dict | None = None,
+    consent_version: str = "",
 ) -> tuple[Worker, str]:
-    """Enroll a worker with its tenant's key; the raw token is returned once and kept hashed."""
+    """Enroll a worker with its tenant's key; the raw token is returned once and kept hashed.
+
+    A browser volunteer must consent (to the explainer's version) before it can enroll.
+    """
     tenant = Tenant.objects.select_for_update().filter(enrollment_key=enrollment_key).first()
     if tenant is None:
         raise ServiceError({"enrollment_key": ["unknown enrollment key"]})
+    if kind == Worker.Kind.BROWSER and not consent_version:
+        raise ServiceError({"consent_version": ["a volunteer must consent before joining"]})
     if tenant.workers.filter(is_active=True).count() >= tenant.max_workers:
         raise ServiceError(
             f"tenant {tenant.slug} has reached its quota of {tenant.max_workers} workers"
@@ -55,7 +62,9 @@ def worker_enroll(
         tenant=tenant,
         name=name,
         kind=kind,
-        capabilities=capabilities or {},
+        capabilities=clean_capabilities(capabilities or {}),
+        consent_version=consent_version,
+        consented_at=timezone.now() if consent_version else None,
         token_hash=hash_token(raw),
         token_expires_at=timezone.now() + timedelta(days=settings.CCGSC_WORKER_TOKEN_TTL_DAYS),
     )
@@ -83,8 +92,15 @@ def clean_capabilities(capabilities: dict) -> dict:
             out[key] = value[:64]
     for key in ("samples", "n_features", "samples_per_s"):
         value = capabilities.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value >= 0
+        ):
             out[key] = value
+    if isinstance(capabilities.get("model_push"), bool):
+        out["model_push"] = capabilities["model_push"]
     if isinstance(capabilities.get("runtime"), str):
         out["runtime"] = capabilities["runtime"][:32]
     return out

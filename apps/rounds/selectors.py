@@ -24,6 +24,7 @@ def eligible_workers(job: Job) -> list[Worker]:
     workers = (
         Worker.objects.filter(tenant_id=job.tenant_id, is_active=True, last_seen__gte=fresh)
         .exclude(channel_name="")
+        .exclude(kind=Worker.Kind.BROWSER, consented_at__isnull=True)
         .exclude(id__in=busy_worker_ids())
     )
     return [w for w in workers if job.kernel in w.capabilities.get("kernels", [job.kernel])]

@@ -116,8 +116,10 @@ def assign_frame(job: Job, fl_round: Round, assignment: Assignment) -> dict:
             "sha256": model.sha256,
             "length": model.length,
             "size": model.size,
-            # Small models follow the assign frame unasked; larger ones are requested.
-            "push": model.size <= settings.CCGSC_MODEL_PUSH_BYTES,
+            # Small models follow the assign frame unasked, unless the worker keeps a cache
+            # and asks for what it lacks; larger ones are always requested.
+            "push": model.size <= settings.CCGSC_MODEL_PUSH_BYTES
+            and assignment.worker.capabilities.get("model_push", True),
         },
         "upload": {
             "codec": job.policy["codec"],
@@ -136,7 +138,7 @@ def worker_open_assignments(*, worker_id: int) -> list[dict]:
     """
     pending = Assignment.objects.filter(
         worker_id=worker_id, status__in=Assignment.PENDING, fl_round__status=Round.Status.TRAINING
-    ).select_related("fl_round__job", "fl_round__base_model")
+    ).select_related("fl_round__job", "fl_round__base_model", "worker")
     return [
         {
             "frame": assign_frame(a.fl_round.job, a.fl_round, a),
@@ -229,6 +231,9 @@ def _check_open(fl_round: Round, assignment: Assignment) -> None:
         )
 
 
+REPEATED = "repeated"  # answered to the worker as "accepted"; the new copy is not kept
+
+
 @dataclass(frozen=True)
 class Report:
     """A stored, verified update that a worker reports on its assignment."""
@@ -249,7 +254,7 @@ def assignment_report(**fields) -> str:
     result = assignments_report([Report(**fields)])[0]
     if isinstance(result, AssignmentError):
         raise result
-    return result
+    return "accepted" if result == REPEATED else result
 
 
 @transaction.atomic
@@ -299,7 +304,7 @@ def _report_in_round(
         except AssignmentError as exc:
             results[index] = exc
             continue
-        if assignment.status != Assignment.Status.REPORTED:
+        if results[index] != REPEATED:
             _mark_reported(assignment, report)
             accepted.append(assignment)
             fl_round.participants += 1
@@ -354,7 +359,7 @@ def _decide(fl_round: Round, assignment: Assignment | None, report: Report) -> s
         assignment.status == Assignment.Status.REPORTED
         and assignment.update_sha256 == report.sha256
     ):
-        return "accepted"  # a repeated result whose acknowledgement was lost
+        return REPEATED  # a repeated result whose acknowledgement was lost
     _check_open(fl_round, assignment)
     return "accepted"
 
