@@ -6,7 +6,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ccgsc
 TEST_REDIS_URL ?= redis://127.0.0.1:6379
 export DB_CONN_MAX_AGE := 0
 
-.PHONY: demo test test-quick services lint bench install install-dev
+.PHONY: demo test test-quick services system-deps lint bench install install-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ demo: $(VENV)/.installed
 services:
 	scripts/services.sh
 
+system-deps:
+	scripts/system-deps.sh
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,12 +40,12 @@ lint: $(VENV)/.installed-dev
 
 # Unit, service and consumer tests use Postgres; system tests also start Daphne, Celery and
 # Redis-backed layers as separate processes.
-test: $(VENV)/.installed-dev services lint
+test: $(VENV)/.installed-dev system-deps services lint
 	DATABASE_URL=$(TEST_DATABASE_URL) CCGSC_TEST_REDIS_URL=$(TEST_REDIS_URL) \
 		$(BIN)/python -m pytest -q
 
 # The quick local loop: everything but the slow system tests.
-test-quick: $(VENV)/.installed-dev services
+test-quick: $(VENV)/.installed-dev system-deps services
 	DATABASE_URL=$(TEST_DATABASE_URL) CCGSC_TEST_REDIS_URL=$(TEST_REDIS_URL) \
 		$(BIN)/python -m pytest -q -m "not system"
 

@@ -42,6 +42,7 @@ class Stack:
         self.env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
+            "PYTHON": sys.executable,
             "DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + f"/{self.db_name}",
             "REDIS_URL": f"{REDIS}/{self.redis_db}",
             "CCGSC_VAR_DIR": str(tmp / "var"),

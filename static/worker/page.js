@@ -135,19 +135,34 @@ async function join(record, fileInput) {
   setButtons(true, false);
 }
 
+// Pause stops work at once: the runtime declines its assignment when it can answer; if it is
+// busy in a training step, it is terminated (the server then drops the assignment itself).
 function pause(text) {
   const record = saved();
-  runtime?.postMessage({ cmd: "pause" });
   if (record) save({ ...record, joined: false });
   setButtons(true, true);
   if (text) say("paused", text);
+  const current = runtime;
+  if (!current) return;
+  const stopped = setTimeout(() => {
+    current.terminate();
+    if (runtime === current) runtime = null;
+  }, 300);
+  current.addEventListener("message", (event) => {
+    if (event.data.state === "paused") clearTimeout(stopped);
+  });
+  current.postMessage({ cmd: "pause" });
 }
 
 function resume() {
-  const record = saved();
-  save({ ...record, joined: true });
-  runtime?.postMessage({ cmd: "resume" });
-  setButtons(true, false);
+  const record = { ...saved(), joined: true };
+  save(record);
+  if (runtime) {
+    runtime.postMessage({ cmd: "resume" });
+    setButtons(true, false);
+  } else {
+    join(record, $("data-file")).catch((error) => say("error", String(error.message || error)));
+  }
 }
 
 function leave() {

@@ -49,21 +49,8 @@ class Command(BaseCommand):
         creds = _bootstrap()
         base, ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
         with ExitStack() as stack:
-            server = _spawn(
-                stack,
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-v",
-                    "0",
-                    "ccgsc.asgi:application",
-                ],
-            )
+            # The same Daphne flags as production: model-sized frames, no idle timeout.
+            server = _spawn(stack, ["bash", "scripts/serve.sh", "127.0.0.1", str(port)])
             _wait_http(base, server)
             self.stdout.write(f"server up at {base} (Daphne)")
             tokens = [_enroll(base, creds["enrollment_key"], i) for i in range(options["workers"])]
@@ -130,10 +117,10 @@ class Command(BaseCommand):
         self.stdout.write(f"job {job.id} {job.status}; final model v{latest.get('version')}")
         if accuracy is not None:
             self.stdout.write(f"final accuracy on held-out digits: {accuracy:.4f}")
-        self.stdout.write(
-            f"Director: {base}/director/jobs/{job.id}/  (user {creds['username']}"
-            + (f", password {creds['password']})" if creds["password"] else ")")
-        )
+        password = creds["password"] or "as set before (manage.py changepassword resets it)"
+        self.stdout.write(f"Director: {base}/director/jobs/{job.id}/")
+        self.stdout.write(f"  log in as {creds['username']}, password: {password}")
+        self.stdout.write(f"Volunteer page: {base}/worker/join/{creds['enrollment_key']}/")
         self.stdout.write(f"API docs: {base}/api/docs/")
         if job.status != "completed":
             raise SystemExit(f"job ended {job.status}: {job.data['error']}")
@@ -151,7 +138,7 @@ def _port_busy(port: int) -> bool:
 
 
 def _spawn(stack: ExitStack, argv: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(settings.BASE_DIR)}
+    env = {**os.environ, "PYTHONPATH": str(settings.BASE_DIR), "PYTHON": sys.executable}
     proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env)
     stack.callback(_stop, proc)
     return proc
