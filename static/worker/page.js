@@ -11,6 +11,7 @@ const save = (value) => localStorage.setItem(STORE_KEY, JSON.stringify(value));
 
 let runtime = null;
 let lastSent = 0;
+let dataLabel = "";
 
 function say(state, text) {
   const status = $("status");
@@ -113,7 +114,10 @@ function onRuntime(msg, record) {
     }
   }
   if (msg.event === "status") say(msg.state, msg.message);
-  else if (msg.event === "data") $("stat-data").textContent = `${msg.n} examples, ${msg.d} features`;
+  else if (msg.event === "data") {
+    const source = dataLabel || "from your file, kept on this device";
+    $("stat-data").textContent = `${msg.n} examples, ${msg.d} features (${source})`;
+  }
   else if (msg.event === "fatal") { say("error", msg.message); setButtons(false, false); }
 }
 
@@ -125,11 +129,13 @@ async function join(record, fileInput) {
   if (options.source === "demo") {
     say("loading", "Loading the demo data the server assigned…");
     const data = await demoData(record.token);
-    $("stat-data").textContent = `demo data (${data.dataset} ${data.shard}), not yours`;
+    dataLabel = `demo data: ${data.dataset} shard ${data.shard}, not yours`;
+    $("stat-data").textContent = dataLabel;
     startRuntime(record, data, null);
   } else {
     const file = fileInput.files[0];
     if (!file) { say("waiting", "Choose your CSV file to rejoin."); return; }
+    dataLabel = "";
     startRuntime(record, null, file);  // parsed inside the Web Worker; never uploaded
   }
   setButtons(true, false);
