@@ -134,3 +134,18 @@ def test_chunks_cover_the_payload_in_order(size: int, chunk: int) -> None:
 
 def test_crc32_matches_the_zlib_polynomial() -> None:
     assert wire.crc32(b"123456789") == 0xCBF43926
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"type":"heartbeat","x":NaN}', '{"type":"pong","v":Infinity}', "[" * 5000 + "]" * 5000],
+)
+def test_it_refuses_what_json_does_not_allow_and_nesting_that_would_crash(text: str) -> None:
+    with pytest.raises(wire.WireError) as err:
+        wire.decode_text(text)
+    assert err.value.code == "bad_frame"
+
+
+def test_it_never_writes_nan_into_a_binary_header() -> None:
+    with pytest.raises(ValueError):
+        wire.encode_binary({"type": "update", "metrics": {"loss": float("nan")}})

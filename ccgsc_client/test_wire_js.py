@@ -23,8 +23,16 @@ from ccgsc_client import wire
 ROOT = Path(__file__).resolve().parent.parent
 NODE_TESTS = Path("static") / "worker" / "wire.test.mjs"
 NODE = shutil.which("node")
-MIN_NODE_TESTS = 32
+MIN_NODE_TESTS = 35
 PYTHON_INT_DIGITS = 4300  # the interpreter's default limit on int(str) digits
+# wire.js refuses more arrays and objects open at once than this (its private MAX_DEPTH).
+# Python's parser refuses nesting only where it would exhaust the recursion limit, which
+# depends on the caller's stack; this bound must stay well under that everywhere.
+JS_MAX_DEPTH = 512
+# Nesting that no Python parser survives: far beyond the default recursion limit.
+PAST_PYTHON_DEPTH = 5000
+# Extra stack frames under which Python must still read JS_MAX_DEPTH levels.
+STACK_MARGIN = 300
 
 # Raw JSON tokens put in place of each field of every schema; Python decides their fate.
 TOKENS = [
@@ -100,10 +108,17 @@ def tag(value: Any) -> Any:
         if value == 0 and math.copysign(1.0, value) < 0:
             return {"$float": "-0"}
         return value
+    # Loops rather than comprehensions: one frame a level, for values nested JS_MAX_DEPTH deep.
     if isinstance(value, dict):
-        return {key: tag(item) for key, item in value.items()}
+        tagged = {}
+        for key, item in value.items():
+            tagged[key] = tag(item)
+        return tagged
     if isinstance(value, list | tuple):
-        return [tag(item) for item in value]
+        items = []
+        for item in value:
+            items.append(tag(item))
+        return items
     return value
 
 
@@ -166,6 +181,31 @@ def field_variants(kind: str, fields: dict[str, tuple[Any, bool]]) -> Iterator[t
 
 def frame_bytes(header: bytes, payload: bytes = b"", magic: bytes = wire.MAGIC) -> bytes:
     return magic + struct.pack(">I", len(header)) + header + payload
+
+
+def nested(depth: int, inner: str = "", array: bool = True) -> str:
+    """``depth`` levels of arrays around ``inner``, or of objects ending in an empty one."""
+    if array:
+        return "[" * depth + inner + "]" * depth
+    return '{"k":' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+def hello_nested(depth: int, inner: str = "", array: bool = True) -> str:
+    """A valid hello whose arrays or objects reach ``depth`` levels in all (depth >= 3)."""
+    # The message and its capabilities are the first two levels.
+    return '{"type":"hello","protocol":1,"token":"t","capabilities":{"a":' + (
+        nested(depth - 2, inner, array) + "}}"
+    )
+
+
+def model_header_nested(depth: int) -> bytes:
+    """A valid binary model header whose arrays reach ``depth`` levels in all (depth >= 2)."""
+    return b'{"type":"model","version":1,"seq":0,"total":1,"x":' + nested(depth - 1).encode() + b"}"
+
+
+def at_stack_depth(frames: int, call: Callable[[], Any]) -> Any:
+    """The result of ``call`` made under ``frames`` extra Python frames."""
+    return call() if frames == 0 else at_stack_depth(frames - 1, call)
 
 
 def f32_from_bits(bits: list[int] | np.ndarray) -> np.ndarray:
@@ -233,6 +273,20 @@ def text_inputs() -> Iterator[tuple[str, str]]:
         "an exponent without digits": '{"type":"accept","assignment":4e}',
         "a plus sign": '{"type":"accept","assignment":+4}',
         "-NaN": '{"type":"welcome","worker":1,"protocol":1,"heartbeat_s":-NaN}',
+        "NaN where a float belongs": '{"type":"welcome","worker":1,"protocol":1,"heartbeat_s":NaN}',
+        "Infinity where a float belongs": '{"type":"welcome","worker":1,"protocol":1,'
+        '"heartbeat_s":Infinity}',
+        "-Infinity where a float belongs": '{"type":"welcome","worker":1,"protocol":1,'
+        '"heartbeat_s":-Infinity}',
+        "NaN in free-form metrics": '{"type":"result","assignment":4,"upload":"u",'
+        '"num_samples":1,"metrics":{"loss":NaN}}',
+        "-Infinity deep in free-form metrics": '{"type":"result","assignment":4,"upload":"u",'
+        '"num_samples":1,"metrics":{"v":[1,[{"w":-Infinity}]]}}',
+        "Infinity in an unknown extra field": '{"type":"pong","zz":[Infinity]}',
+        "NaN as a whole text": "NaN",
+        "Infinity run into a digit": '{"type":"pong","zz":Infinity1}',
+        "a number too large for a double": '{"type":"welcome","worker":1,"protocol":1,'
+        '"heartbeat_s":1e999}',
         "lowercase nan": '{"type":"welcome","worker":1,"protocol":1,"heartbeat_s":nan}',
         "a truncated literal": '{"type":"heartbeat","busy":tru}',
         "garbage after the object": accept + " x",
@@ -271,6 +325,17 @@ def text_inputs() -> Iterator[tuple[str, str]]:
         '"config":{"a":[[[{"b":[]}]]],"c":{}},"model":{"x":null},"upload":{},"deadline":"d"}',
         "deep nesting within Python's recursion limit": '{"type":"hello","protocol":1,"token":"t",'
         '"capabilities":{"a":' + "[" * 200 + "]" * 200 + "}}",
+        "arrays nested to the browser's limit": hello_nested(JS_MAX_DEPTH),
+        "arrays nested to the browser's limit around a value": hello_nested(JS_MAX_DEPTH, "7"),
+        "objects nested to the browser's limit": hello_nested(JS_MAX_DEPTH, array=False),
+        "arrays nested past Python's recursion limit": hello_nested(PAST_PYTHON_DEPTH),
+        "objects nested past Python's recursion limit": hello_nested(
+            PAST_PYTHON_DEPTH, array=False
+        ),
+        "bare arrays nested past Python's recursion limit": nested(PAST_PYTHON_DEPTH),
+        "unclosed arrays past Python's recursion limit": "[" * PAST_PYTHON_DEPTH,
+        "brackets inside a string are not nesting": '{"type":"decline","assignment":4,'
+        '"reason":"' + nested(PAST_PYTHON_DEPTH) + '"}',
         "an int of the most digits Python reads": '{"type":"accept","assignment":'
         + "9" * PYTHON_INT_DIGITS
         + "}",
@@ -482,10 +547,9 @@ def binary_vectors(rng: np.random.Generator) -> list[dict[str, Any]]:
                 "flags": [True, False, None],
                 "nested": {"a": {"b": [{}]}},
             },
-            "non-finite floats, which binary headers allow": {
-                **full,
-                "metrics": {"nan": math.nan, "inf": math.inf, "-inf": -math.inf},
-            },
+            f"a header of exactly {wire.MAX_HEADER_BYTES} bytes": padded_header(
+                full, wire.MAX_HEADER_BYTES
+            ),
         }
         for header_name, header in headers.items():
             assert not has_integral_float(header), header_name
@@ -500,6 +564,38 @@ def binary_vectors(rng: np.random.Generator) -> list[dict[str, Any]]:
                         "expect": outcome(lambda frame=frame: decoded(frame)),
                     }
                 )
+    return vectors
+
+
+def padded_header(header: dict[str, Any], size: int, char: str = "x") -> dict[str, Any]:
+    """The header with a "pad" string of ``char`` making its encoding ``size`` bytes or more."""
+    base = len(json.dumps({**header, "pad": ""}, separators=(",", ":")))
+    width = len(json.dumps(char)) - 2
+    return {**header, "pad": char * -(-(size - base) // width)}
+
+
+def binary_refusal_vectors() -> list[dict[str, Any]]:
+    """Headers encode_binary refuses: non-finite numbers, or more than MAX_HEADER_BYTES."""
+    vectors = []
+    for kind, fields in wire.BINARY_SCHEMAS.items():
+        full = full_message(kind, fields)
+        headers = {
+            "NaN in its metrics": {**full, "metrics": {"loss": math.nan, "accuracy": 0.5}},
+            "Infinity in its metrics": {**full, "metrics": {"loss": math.inf}},
+            "-Infinity deep in an extra field": {**full, "x": [1, [{"y": -math.inf}]]},
+            f"{wire.MAX_HEADER_BYTES + 1} bytes": padded_header(full, wire.MAX_HEADER_BYTES + 1),
+            "few characters but too many bytes once escaped": padded_header(
+                full, wire.MAX_HEADER_BYTES + 1, "\u00e9"
+            ),
+            "too many bytes and NaN": {**padded_header(full, 5000), "nan": math.nan},
+        }
+        for name, header in headers.items():
+            assert not has_integral_float(header), name
+            try:
+                expect: dict[str, Any] = {"ok": wire.encode_binary(header, b"\x01").hex()}
+            except ValueError:
+                expect = {"error": "ValueError"}
+            vectors.append({"name": f"{kind} with {name}", "header": tag(header), "expect": expect})
     return vectors
 
 
@@ -537,6 +633,16 @@ def binary_decode_vectors() -> list[dict[str, Any]]:
         "a header followed by a payload": frame_bytes(good, bytes(range(256))),
         "a header nested within Python's recursion limit": frame_bytes(
             good[:-1] + b',"x":' + b"[" * 100 + b"]" * 100 + b"}"
+        ),
+        "a header nested to the browser's limit": frame_bytes(model_header_nested(JS_MAX_DEPTH)),
+        # As deep as MAX_HEADER_BYTES allows, far past any Python's recursion limit.
+        "a header nested past Python's recursion limit": frame_bytes(model_header_nested(2000)),
+        "a header with Infinity in an extra field": frame_bytes(good[:-1] + b',"x":Infinity}'),
+        "a header with -Infinity in an extra field": frame_bytes(good[:-1] + b',"x":[-Infinity]}'),
+        "a header with NaN in its metrics": frame_bytes(
+            b'{"type":"update","assignment":1,"upload":"u","sha256":"s","codec":"f32",'
+            b'"length":1,"num_samples":1,"metrics":{"loss":NaN}}',
+            b"\x00\x00\x00\x00",
         ),
     }
     for kind, fields in wire.BINARY_SCHEMAS.items():
@@ -753,6 +859,8 @@ def build_vectors() -> dict[str, Any]:
         "validate": validate_vectors(),
         "encode_text": encode_vectors(rng),
         "binary": binary_vectors(rng),
+        "binary_refused": binary_refusal_vectors(),
+        "nesting": {"limit": JS_MAX_DEPTH},
         "binary_decode": binary_decode_vectors(),
         "checksums": checksum_vectors(rng),
         "tensors": tensor_vectors(rng),
@@ -849,3 +957,71 @@ def test_the_f16_vectors_reach_zero_subnormals_infinity_and_nan(vectors: dict[st
     assert np.any((exponent == 0) & (significand != 0))
     assert np.any(halves == 0x7C00) and np.any(halves == 0xFC00)
     assert np.any((exponent == 0x7C00) & (significand != 0))
+
+
+def test_the_vectors_refuse_nan_infinity_and_nesting_past_python(vectors: dict[str, Any]) -> None:
+    text = {v["name"]: v["expect"] for v in vectors["text"]}
+    bad_text = {"error": "bad_frame", "message": "text frame is not valid JSON", "ref": {}}
+    for name in (
+        "NaN where a float belongs",
+        "Infinity where a float belongs",
+        "-Infinity where a float belongs",
+        "welcome with heartbeat_s=NaN",
+        "welcome with heartbeat_s=-Infinity",
+        "NaN in free-form metrics",
+        "-Infinity deep in free-form metrics",
+        "Infinity in an unknown extra field",
+        "arrays nested past Python's recursion limit",
+        "objects nested past Python's recursion limit",
+        "bare arrays nested past Python's recursion limit",
+    ):
+        assert text[name] == bad_text, name
+    for name in (
+        "arrays nested to the browser's limit",
+        "arrays nested to the browser's limit around a value",
+        "objects nested to the browser's limit",
+        "brackets inside a string are not nesting",
+    ):
+        assert "ok" in text[name], name
+    assert text["a number too large for a double"] == {
+        "ok": {"type": "welcome", "worker": 1, "protocol": 1, "heartbeat_s": {"$float": "inf"}}
+    }
+    binary = {v["name"]: v["expect"] for v in vectors["binary_decode"]}
+    bad_header = {**bad_text, "message": "binary frame header is not valid JSON"}
+    for name in (
+        "a header nested past Python's recursion limit",
+        "a header with Infinity in an extra field",
+        "a header with -Infinity in an extra field",
+        "a header with NaN in its metrics",
+        "a header with NaN where an int belongs",
+        "a model with seq=NaN",
+    ):
+        assert binary[name] == bad_header, name
+    assert "ok" in binary["a header nested to the browser's limit"]
+
+
+def test_the_vectors_hold_binary_headers_refused_and_one_of_exactly_the_limit(
+    vectors: dict[str, Any],
+) -> None:
+    refused = vectors["binary_refused"]
+    assert {v["header"]["type"] for v in refused} == set(wire.BINARY_SCHEMAS)
+    assert all(v["expect"] == {"error": "ValueError"} for v in refused)
+    exact = [v for v in vectors["binary"] if "header of exactly" in v["name"]]
+    assert len(exact) == len(wire.BINARY_SCHEMAS) * 4
+    for vector in exact:
+        frame = bytes.fromhex(vector["frame"])
+        assert struct.unpack_from(">I", frame, 4)[0] == wire.MAX_HEADER_BYTES, vector["name"]
+        assert "ok" in vector["expect"], vector["name"]
+
+
+def test_python_reads_nesting_past_the_browsers_limit_with_stack_to_spare() -> None:
+    """Python reads a level past wire.js's limit even with stack in use: wire.js is stricter."""
+    for depth in (JS_MAX_DEPTH, JS_MAX_DEPTH + 1):
+        for text in (hello_nested(depth), hello_nested(depth, array=False)):
+            msg = at_stack_depth(STACK_MARGIN, lambda text=text: wire.decode_text(text))
+            assert msg["type"] == "hello"
+        frame = frame_bytes(model_header_nested(depth))
+        header, _ = at_stack_depth(STACK_MARGIN, lambda frame=frame: wire.decode_binary(frame))
+        assert header["type"] == "model"
+    with pytest.raises(wire.WireError, match="bad_frame"):
+        wire.decode_text(hello_nested(PAST_PYTHON_DEPTH))

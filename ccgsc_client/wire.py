@@ -159,16 +159,29 @@ def encode_text(msg: dict) -> str:
     return json.dumps(msg, separators=(",", ":"), allow_nan=False)
 
 
+def _strict_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(data: str | bytes) -> object:
+    """RFC 8259 JSON only: no NaN or Infinity tokens, and nesting deep enough to crash is
+    refused. (A number too large for a double still reads as infinity; the services keep only
+    finite metrics and capabilities.)"""
+    return json.loads(data, parse_constant=_strict_constant)
+
+
 def decode_text(text: str | bytes) -> dict:
     try:
-        msg = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+        msg = _loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise WireError("bad_frame", "text frame is not valid JSON") from None
     return validate(msg)
 
 
 def encode_binary(header: dict, payload: bytes | memoryview = b"") -> bytes:
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    if len(head) > MAX_HEADER_BYTES:
+        raise ValueError(f"a binary frame header is limited to {MAX_HEADER_BYTES} bytes")
     return b"".join((_PREFIX.pack(MAGIC, len(head)), head, payload))
 
 
@@ -183,8 +196,8 @@ def decode_binary(frame: bytes) -> tuple[dict, memoryview]:
         raise WireError("bad_frame", "binary frame header length is out of range")
     end = _PREFIX.size + head_len
     try:
-        header = json.loads(bytes(frame[_PREFIX.size : end]))
-    except (ValueError, UnicodeDecodeError):
+        header = _loads(bytes(frame[_PREFIX.size : end]))
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise WireError("bad_frame", "binary frame header is not valid JSON") from None
     return validate(header, BINARY_SCHEMAS), memoryview(frame)[end:]
 

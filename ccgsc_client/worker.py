@@ -292,7 +292,7 @@ class _Session:
                 length=int(update.size),
                 chunk_size=spec["chunk_size"],
                 num_samples=int(len(self.worker.y)),
-                metrics={"loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"])},
+                metrics=finite_metrics(metrics),
             )
             self.worker.pending[assignment] = pending
             await self.upload(pending)
@@ -415,6 +415,11 @@ class _Session:
         finally:
             self.inbox.pop(key, None)
         await self._finished(p)
+
+
+def finite_metrics(metrics: dict) -> dict:
+    """Loss and accuracy as JSON allows them: a diverged, non-finite value is left out."""
+    return {k: float(metrics[k]) for k in ("loss", "accuracy") if np.isfinite(metrics[k])}
 
 
 def clip(update: np.ndarray, max_norm: float | None) -> np.ndarray:

@@ -267,7 +267,7 @@ async function work(assign) {
       assignment: id, upload: randomId(), data: wire.encodeTensor(update, assign.upload.codec),
       codec: assign.upload.codec, length: update.length, chunkSize: assign.upload.chunk_size,
       numSamples: state.data.n,
-      metrics: { loss: metrics.loss, accuracy: metrics.accuracy },
+      metrics: finiteMetrics(metrics),
     };
     state.pending.set(id, pending);
     await upload(pending);
@@ -335,6 +335,15 @@ async function uploadChunked(p, sha256) {
   } finally {
     state.waiters.delete(key);
   }
+}
+
+// Loss and accuracy as JSON allows them: a diverged, non-finite value is left out.
+function finiteMetrics(metrics) {
+  const out = {};
+  for (const key of ["loss", "accuracy"]) {
+    if (Number.isFinite(metrics[key])) out[key] = metrics[key];
+  }
+  return out;
 }
 
 function subtract(a, b) {

@@ -21,8 +21,18 @@
  *   written as Python's repr writes them (`0.1`, `1e-05`, `-0.0`). Integers beyond 2**53 are
  *   decoded to the nearest double.
  * - Text is written ASCII-only: other characters as `\uXXXX` escapes, as Python does.
- * - Python's reader also accepts NaN, Infinity and -Infinity, UTF-16 and UTF-32 bytes, a
- *   UTF-8 byte order mark and encoded lone surrogates in bytes; so does this one.
+ * - Only RFC 8259 JSON is read or written: the tokens NaN, Infinity and -Infinity are refused
+ *   (bad_frame), and so is writing a NaN or an infinity (a RangeError), in text frames and
+ *   binary headers alike. A number too large for a double, such as `1e400`, still reads as
+ *   an infinity, as it does in Python.
+ * - Nesting deeper than 512 open arrays and objects is refused (bad_frame). Python refuses
+ *   nesting that would exhaust its recursion limit, a depth that varies with the version and
+ *   the caller's stack (a little under 1000 on Python 3.11); this fixed bound lies safely
+ *   below it, so nothing nested deeper than Python reads is accepted here. Frames nested
+ *   between 513 levels and Python's limit are read by Python and refused here; the protocol
+ *   has none.
+ * - Python's reader also accepts UTF-16 and UTF-32 bytes, a UTF-8 byte order mark and encoded
+ *   lone surrogates in bytes; so does this one.
  * - Objects keep insertion order, except that JavaScript puts integer-like keys ("7") first;
  *   the protocol has none. A property whose value is undefined counts as absent and is not
  *   written.
@@ -264,7 +274,7 @@ function hex(n, width) {
 
 /** Compact JSON text of a message; NaN and infinities are refused (a RangeError). */
 export function encodeText(msg) {
-  return dumps(msg, false);
+  return dumps(msg);
 }
 
 /** Parse and validate a text frame (a string, or bytes read as Python reads JSON bytes). */
@@ -282,9 +292,16 @@ export function decodeText(text) {
 // ---------------------------------------------------------------------------------------------
 // Binary frames
 
-/** MAGIC, the header's length (u32 big-endian), the compact JSON header, then the payload. */
+/**
+ * MAGIC, the header's length (u32 big-endian), the compact JSON header, then the payload.
+ * NaN and infinities in the header, and a header over MAX_HEADER_BYTES, are refused (a
+ * RangeError), as Python refuses them (a ValueError).
+ */
 export function encodeBinary(header, payload = new Uint8Array(0)) {
-  const head = dumps(header, true); // ASCII only, so one byte per character
+  const head = dumps(header); // ASCII only, so one byte per character
+  if (head.length > MAX_HEADER_BYTES) {
+    throw new RangeError(`a binary frame header is limited to ${MAX_HEADER_BYTES} bytes`);
+  }
   const body = asBytes(payload);
   const frame = new Uint8Array(PREFIX_BYTES + head.length + body.length);
   frame.set(MAGIC_BYTES, 0);
@@ -609,6 +626,10 @@ function fromUnits(units) {
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/y;
 const HEX4 = /^[0-9a-fA-F]{4}$/;
 const MAX_INT_DIGITS = 4300; // Python refuses to read longer integers (sys.int_info)
+// The most arrays and objects open at once; well within what Python's parser survives (see
+// the notes at the top). The parser below does not recurse, so this bounds agreement, not
+// the stack.
+const MAX_DEPTH = 512;
 const ESCAPES = new Map([
   [0x22, '"'],
   [0x5c, "\\"],
@@ -620,8 +641,9 @@ const ESCAPES = new Map([
   [0x74, "\t"],
 ]);
 
-// Parse JSON text without recursion (any depth). Returns the value and, when it is an object,
-// the kind ("int", "float" or null) of each of its members as written.
+// Parse RFC 8259 JSON text, nested at most MAX_DEPTH deep, without recursion. Returns the
+// value and, when it is an object, the kind ("int", "float" or null) of each of its members as
+// written.
 function parseJson(s) {
   const n = s.length;
   let i = 0;
@@ -683,6 +705,8 @@ function parseJson(s) {
     let value;
     let kind = null;
     const c = s.charCodeAt(i);
+    // Python counts an empty container as a level too.
+    if ((c === 0x7b || c === 0x5b) && stack.length >= MAX_DEPTH) fail();
     if (c === 0x7b) {
       i++;
       skip();
@@ -710,9 +734,6 @@ function parseJson(s) {
     else if (literal("null")) value = null;
     else if (literal("true")) value = true;
     else if (literal("false")) value = false;
-    else if (literal("NaN")) [value, kind] = [NaN, "float"];
-    else if (literal("Infinity")) [value, kind] = [Infinity, "float"];
-    else if (literal("-Infinity")) [value, kind] = [-Infinity, "float"];
     else {
       NUMBER.lastIndex = i;
       const match = NUMBER.exec(s);
@@ -763,8 +784,8 @@ function setMember(object, key, value) {
   } else object[key] = value;
 }
 
-// JSON text as Python's json.dumps(value, separators=(",", ":"), allow_nan=allowNan) writes it.
-function dumps(value, allowNan) {
+// JSON text as Python's json.dumps(value, separators=(",", ":"), allow_nan=False) writes it.
+function dumps(value) {
   const parts = [];
   const open = new Set();
   const write = (v) => {
@@ -772,7 +793,7 @@ function dumps(value, allowNan) {
     else if (v === true) parts.push("true");
     else if (v === false) parts.push("false");
     else if (typeof v === "string") parts.push(quoteAscii(v));
-    else if (typeof v === "number") parts.push(formatNumber(v, allowNan));
+    else if (typeof v === "number") parts.push(formatNumber(v));
     else if (typeof v === "bigint") parts.push(v.toString());
     else if (Array.isArray(v) || isDict(v)) {
       if (open.has(v)) throw new TypeError("Circular reference detected");
@@ -829,12 +850,9 @@ function quoteAscii(s) {
   return out + s.slice(from) + '"';
 }
 
-function formatNumber(x, allowNan) {
+function formatNumber(x) {
   if (!Number.isFinite(x)) {
-    if (!allowNan) {
-      throw new RangeError(`Out of range float values are not JSON compliant: ${x}`);
-    }
-    return Number.isNaN(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity";
+    throw new RangeError(`Out of range float values are not JSON compliant: ${x}`);
   }
   if (Number.isInteger(x) && !Object.is(x, -0)) {
     return Number.isSafeInteger(x) ? String(x) : BigInt(x).toString(); // every digit exact

@@ -224,6 +224,24 @@ vectorTest("it encodes text messages to Python's exact text", () => {
   });
 });
 
+test("it reads only RFC 8259 JSON: no NaN or Infinity tokens, and no deep nesting", () => {
+  const refused = { code: "bad_frame", message: "text frame is not valid JSON" };
+  const tokens = ["NaN", "Infinity", "-Infinity", "-NaN", "nan", "[NaN]", '{"a":[Infinity]}'];
+  for (const token of tokens) {
+    assert.throws(() => wire.decodeText(`{"type":"pong","x":${token}}`), refused, token);
+  }
+  assert.throws(() => wire.decodeText("NaN"), refused);
+  const pong = (value) => `{"type":"pong","x":${value}}`;
+  // 511 levels inside the message make 512 in all, the most it reads.
+  assert.deepEqual(wire.decodeText(pong("[".repeat(511) + "]".repeat(511))).type, "pong");
+  assert.throws(() => wire.decodeText(pong("[".repeat(512) + "]".repeat(512))), refused);
+  assert.throws(() => wire.decodeText("[".repeat(100000)), refused);
+  const text = wire.decodeText(pong(`"${"[".repeat(5000)}"`));
+  assert.equal(text.x.length, 5000, "brackets in a string are not nesting");
+  // A number beyond a double's range is not a NaN or Infinity token: Python reads it as inf.
+  assert.equal(wire.decodeText(pong("1e999")).x, Infinity);
+});
+
 test("it refuses values JSON cannot carry, as Python's json module does", () => {
   const circular = { type: "result" };
   circular.self = circular;
@@ -251,6 +269,55 @@ vectorTest("it decodes Python's binary frames to the same header and payload byt
       return { header, payload: toHex(payload) };
     });
     assert.deepStrictEqual(got, expected(vector.expect));
+  });
+});
+
+vectorTest("it refuses binary headers Python refuses: NaN, infinities, too many bytes", () => {
+  assert.ok(V.binary_refused.length > 0);
+  assertAll(V.binary_refused, (vector) => {
+    const header = untag(vector.header);
+    if ("ok" in vector.expect) {
+      assertSameHex(toHex(wire.encodeBinary(header, Uint8Array.of(1))), vector.expect.ok);
+    } else assert.throws(() => wire.encodeBinary(header, Uint8Array.of(1)), RangeError);
+  });
+  const chunk = { type: "chunk", upload: "u", seq: 0, crc32: 1 };
+  const over = { ...chunk, pad: "x".repeat(D.MAX_HEADER_BYTES) };
+  assert.throws(() => wire.encodeBinary(over), {
+    name: "RangeError",
+    message: `a binary frame header is limited to ${D.MAX_HEADER_BYTES} bytes`,
+  });
+  assert.throws(() => wire.encodeBinary({ ...chunk, loss: NaN }), RangeError);
+});
+
+vectorTest("it refuses nesting one level past its limit, which Python still reads", () => {
+  const limit = V.nesting.limit;
+  assert.ok(Number.isInteger(limit) && limit > 200, "the limit comes from the vectors");
+  const arrays = (depth) => "[".repeat(depth) + "]".repeat(depth);
+  const objects = (depth) => '{"k":'.repeat(depth - 1) + "{}" + "}".repeat(depth - 1);
+  const hello = (inner) =>
+    `{"type":"hello","protocol":1,"token":"t","capabilities":{"a":${inner}}}`;
+  const header = (depth) => {
+    const text = `{"type":"model","version":1,"seq":0,"total":1,"x":${arrays(depth - 1)}}`;
+    return new TextEncoder().encode(text);
+  };
+  const frame = (head) => {
+    const out = new Uint8Array(8 + head.length);
+    out.set(wire.MAGIC, 0);
+    new DataView(out.buffer).setUint32(4, head.length, false);
+    out.set(head, 8);
+    return out;
+  };
+  for (const body of [arrays, objects]) {
+    assert.equal(wire.decodeText(hello(body(limit - 2))).type, "hello", body.name);
+    assert.throws(() => wire.decodeText(hello(body(limit - 1))), {
+      code: "bad_frame",
+      message: "text frame is not valid JSON",
+    });
+  }
+  assert.equal(wire.decodeBinary(frame(header(limit))).header.type, "model");
+  assert.throws(() => wire.decodeBinary(frame(header(limit + 1))), {
+    code: "bad_frame",
+    message: "binary frame header is not valid JSON",
   });
 });
 
