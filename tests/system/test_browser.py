@@ -305,3 +305,45 @@ def test_the_page_reads_at_phone_width(chromium, stack):
         )
         assert label.strip(), f"{control} has a label"
     context.close()
+
+
+def test_an_unchanged_model_comes_from_the_browser_cache_after_a_reload(chromium, stack):
+    with Sniffer(stack.port) as sniffer:
+        context = chromium.new_context()
+        try:
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{sniffer.port}/worker/join/{stack.enrollment_key}/")
+            worker_id = join(page, "cache")
+            client = Client(stack.base_url, stack.token)
+            job = client.jobs.create(
+                name="cache",
+                kernel="mlp",
+                config={"dataset": "digits", "hidden": 256, "epochs": 300},
+                policy={
+                    "cohort_size": 1,
+                    "min_reports": 1,
+                    "max_rounds": 1,
+                    "round_deadline_s": 120,
+                    "selection_timeout_s": 0,
+                },
+            )
+            job.start()
+            page.wait_for_function(
+                "document.getElementById('status').dataset.state === 'training'", timeout=30000
+            )
+            page.reload()  # mid-training: the same model is offered again after the rejoin
+            job.wait(timeout=120)
+        finally:
+            context.close()
+        sent = sniffer.sent_bytes()
+    assert job.status == "completed", job.data
+    assert stack.sql(
+        "SELECT count(*) FROM rounds_assignment a JOIN rounds_round r ON "
+        "r.id = a.fl_round_id WHERE r.job_id = %s AND a.worker_id = %s AND "
+        "a.status = 'reported'",
+        job.id,
+        worker_id,
+    ) == [(1,)]
+    # Offered twice (before and after the reload), asked for the model once.
+    assert sent.count(b'"type":"accept"') == 2
+    assert sent.count(b'"type":"model_request"') == 1
