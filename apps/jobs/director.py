@@ -9,12 +9,13 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from apps.jobs.charts import is_number, line_chart
 from apps.jobs.models import Job, Worker
+from apps.registry.apis import artifact_response
 from apps.registry.models import ModelVersion
 from apps.rounds.models import Round
 
@@ -199,20 +200,7 @@ def worker_list(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 def model_download(request: HttpRequest, model_id: int) -> FileResponse:
     """The artifact for any staff member, tenant member or not (the API needs membership)."""
-    model = get_object_or_404(ModelVersion, pk=model_id)
-    try:
-        artifact = model.artifact.open("rb")
-    except FileNotFoundError as exc:
-        raise Http404("the artifact of this model is missing from storage") from exc
-    response = FileResponse(
-        artifact,
-        as_attachment=True,
-        filename=f"job{model.job_id}-v{model.version}.f32",
-        content_type="application/octet-stream",
-    )
-    response["X-Checksum-SHA256"] = model.sha256
-    response["X-Model-Length"] = str(model.length)
-    return response
+    return artifact_response(get_object_or_404(ModelVersion, pk=model_id))
 
 
 class DirectorConsumer(AsyncJsonWebsocketConsumer):

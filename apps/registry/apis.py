@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -28,13 +28,21 @@ class ModelDownloadApi(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, model_id: int):
         tenant = job_selectors.tenant_for_request(request)
-        model = get_object_or_404(ModelVersion, pk=model_id, job__tenant=tenant)
-        response = FileResponse(
-            model.artifact.open("rb"),
-            as_attachment=True,
-            filename=f"job{model.job_id}-v{model.version}.f32",
-            content_type="application/octet-stream",
-        )
-        response["X-Checksum-SHA256"] = model.sha256
-        response["X-Model-Length"] = str(model.length)
-        return response
+        return artifact_response(get_object_or_404(ModelVersion, pk=model_id, job__tenant=tenant))
+
+
+def artifact_response(model: ModelVersion) -> FileResponse:
+    """A model's artifact as a download, with its SHA-256 and length in headers."""
+    try:
+        artifact = model.artifact.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("the artifact of this model is missing from storage") from exc
+    response = FileResponse(
+        artifact,
+        as_attachment=True,
+        filename=f"job{model.job_id}-v{model.version}.f32",
+        content_type="application/octet-stream",
+    )
+    response["X-Checksum-SHA256"] = model.sha256
+    response["X-Model-Length"] = str(model.length)
+    return response
