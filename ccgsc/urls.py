@@ -29,6 +29,11 @@ api_v1 = [
     path("workers/", job_apis.WorkerListApi.as_view(), name="worker-list"),
     path("workers/enroll/", job_apis.WorkerEnrollApi.as_view(), name="worker-enroll"),
     path("workers/demo-data/", volunteer.DemoDataApi.as_view(), name="worker-demo-data"),
+    path(
+        "workers/feature-scaling/",
+        volunteer.FeatureScalingApi.as_view(),
+        name="worker-feature-scaling",
+    ),
 ]
 
 urlpatterns = [

@@ -51,6 +51,9 @@ class Dataset:
     n_features: int
     n_classes: int
     devices: list[DeviceData] | None = None
+    # How raw features were standardized ((x - mean) / std, training split only); None when
+    # the data was not standardized. Browsers use it to prepare local images the same way.
+    scaling: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _unknown(name: object) -> ValueError:
@@ -105,6 +108,7 @@ def _load_sklearn(name: str, seed: int) -> Dataset:
         y_test=_frozen(y_test, np.int64),
         n_features=n_features,
         n_classes=n_classes,
+        scaling=(_frozen(mean, np.float64), _frozen(std, np.float64)),
     )
 
 

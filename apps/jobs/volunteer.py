@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from apps.jobs import services
 from apps.jobs.models import Tenant, Worker
-from kernels import load_shard
+from kernels import load_dataset, load_shard
 
 # The version of the explainer a volunteer consents to; bump it when what is sent changes.
 CONSENT_VERSION = "1"
@@ -67,6 +67,22 @@ class WorkerTokenAuthentication(BaseAuthentication):
 class IsWorker(BasePermission):
     def has_permission(self, request, view) -> bool:
         return isinstance(request.auth, Worker)
+
+
+class FeatureScalingApi(APIView):
+    """How a bundled data set's raw features were standardized, so that a browser can prepare
+    a volunteer's own images (8×8, ink 0–16, as in digits) the way the model expects."""
+
+    authentication_classes = [WorkerTokenAuthentication]
+    permission_classes = [IsWorker]
+
+    @extend_schema(parameters=[OpenApiParameter("dataset", str, default="digits")])
+    def get(self, request):
+        dataset = request.query_params.get("dataset", "digits")
+        if dataset not in DEMO_DATASETS:
+            raise ValidationError({"dataset": [f"one of {sorted(DEMO_DATASETS)}"]})
+        mean, std = load_dataset(dataset).scaling
+        return Response({"dataset": dataset, "mean": mean.tolist(), "std": std.tolist()})
 
 
 class DemoDataApi(APIView):

@@ -92,11 +92,19 @@ async function demoData(token) {
   return response.json();
 }
 
-function startRuntime(record, data, file) {
+async function featureScaling(token) {
+  const response = await fetch("/api/v1/workers/feature-scaling/?dataset=digits", {
+    headers: { Authorization: `Worker ${token}` },
+  });
+  if (!response.ok) throw new Error(`no feature scaling (${response.status})`);
+  return response.json();
+}
+
+function startRuntime(record, data, file, images = null) {
   runtime = new Worker(app.dataset.runtime, { type: "module" });
   runtime.onmessage = (event) => onRuntime(event.data, record);
   const server = location.origin.replace(/^http/, "ws");
-  runtime.postMessage({ cmd: "start", server, token: record.token, data, file,
+  runtime.postMessage({ cmd: "start", server, token: record.token, data, file, images,
     label: record.options.label });
 }
 
@@ -132,6 +140,14 @@ async function join(record, fileInput) {
     dataLabel = `demo data: ${data.dataset} shard ${data.shard}, not yours`;
     $("stat-data").textContent = dataLabel;
     startRuntime(record, data, null);
+  } else if (options.source === "images") {
+    const files = Array.from($("data-folder").files);
+    if (!files.length) { say("waiting", "Choose your folder of images to rejoin."); return; }
+    dataLabel = "your images, kept on this device";
+    const scaling = await featureScaling(record.token);
+    // Decoded and scaled inside the Web Worker; never uploaded.
+    startRuntime(record, null, null, { scaling,
+      images: files.map((file) => ({ file, path: file.webkitRelativePath || file.name })) });
   } else {
     const file = fileInput.files[0];
     if (!file) { say("waiting", "Choose your CSV file to rejoin."); return; }

@@ -39,10 +39,12 @@ self.onmessage = async (event) => {
   }
 };
 
-async function start({ server, token, data, file, label }) {
+async function start({ server, token, data, file, images, label }) {
   state.server = server;
   state.token = token;
-  state.data = data ? toData(data) : parseCsv(await file.text(), label);
+  if (data) state.data = toData(data);
+  else if (images) state.data = await readImages(images.images, images.scaling);
+  else state.data = parseCsv(await file.text(), label);
   post("data", { n: state.data.n, d: state.data.d });
   resume();
 }
@@ -78,6 +80,39 @@ export function parseCsv(text, labelColumn) {
     }
   }
   return { X, y, n, d };
+}
+
+// Images of digits, one subfolder per label, prepared as scikit-learn's digits were: 8×8
+// pixels, ink from 0 (white) to 16 (black), then standardized with the training split's
+// mean and deviation that the server publishes.
+async function readImages(entries, { mean, std }) {
+  const usable = entries.filter(({ path }) => /\.(png|jpe?g|gif|bmp|webp)$/i.test(path));
+  if (!usable.length) throw new Error("the folder holds no images");
+  const d = 64;
+  const X = new Float32Array(usable.length * d);
+  const y = new Int32Array(usable.length);
+  const canvas = new OffscreenCanvas(8, 8);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  for (let i = 0; i < usable.length; i++) {
+    const parts = usable[i].path.split("/");
+    const label = Number(parts[parts.length - 2]);
+    if (!Number.isInteger(label) || label < 0) {
+      throw new Error(`${usable[i].path}: put each image in a folder named by its label`);
+    }
+    y[i] = label;
+    const bitmap = await createImageBitmap(usable[i].file);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, 8, 8);
+    ctx.drawImage(bitmap, 0, 0, 8, 8);
+    bitmap.close();
+    const px = ctx.getImageData(0, 0, 8, 8).data;
+    for (let p = 0; p < d; p++) {
+      const luminance = 0.299 * px[4 * p] + 0.587 * px[4 * p + 1] + 0.114 * px[4 * p + 2];
+      const ink = ((255 - luminance) / 255) * 16;
+      X[i * d + p] = (ink - mean[p]) / std[p];
+    }
+  }
+  return { X, y, n: usable.length, d };
 }
 
 function resume() {

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -347,3 +349,69 @@ def test_an_unchanged_model_comes_from_the_browser_cache_after_a_reload(chromium
     # Offered twice (before and after the reload), asked for the model once.
     assert sent.count(b'"type":"accept"') == 2
     assert sent.count(b'"type":"model_request"') == 1
+
+
+def write_png(path: Path, gray: np.ndarray) -> None:
+    """A grayscale 8-bit PNG (no imaging library needed)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        body = tag + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    height, width = gray.shape
+    raw = b"".join(b"\x00" + row.tobytes() for row in gray.astype(np.uint8))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_folder_of_images_trains_the_digits_model_on_the_device(chromium, stack, tmp_path):
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    folder = tmp_path / "my-digits"
+    count = 300
+    for i in range(count):
+        ink = images[i].reshape(8, 8)
+        gray = np.kron(255 - ink * 255 / 16, np.ones((4, 4)))  # 32×32, dark ink on white
+        (folder / str(labels[i])).mkdir(parents=True, exist_ok=True)
+        write_png(folder / str(labels[i]) / f"{i}.png", np.rint(gray))
+    with Sniffer(stack.port) as sniffer:
+        context = chromium.new_context()
+        try:
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{sniffer.port}/worker/join/{stack.enrollment_key}/")
+            page.check("input[name=source][value=images]")
+            page.set_input_files("#data-folder", str(folder))
+            worker_id = join(page, "images")
+            assert "300 examples, 64 features" in page.inner_text("#stat-data")
+            client = Client(stack.base_url, stack.token)
+            job = client.jobs.create(
+                name="images",
+                kernel="softmax",
+                config={"dataset": "digits", "epochs": 3},
+                policy={
+                    "cohort_size": 1,
+                    "min_reports": 1,
+                    "max_rounds": 2,
+                    "selection_timeout_s": 0,
+                },
+            )
+            job.start().wait(timeout=60)
+        finally:
+            context.close()
+        sent = sniffer.sent_bytes()
+    assert job.status == "completed"
+    assert stack.sql(
+        "SELECT num_samples FROM rounds_assignment a JOIN rounds_round r ON "
+        "r.id = a.fl_round_id WHERE r.job_id = %s AND a.worker_id = %s",
+        job.id,
+        worker_id,
+    ) == [(count,), (count,)]
+    # Prepared as the server's digits were, the images teach a model that reads held-out digits.
+    assert job.data["latest_model"]["metrics"]["accuracy"] > 0.8
+    assert b"\x89PNG" not in sent and b"IDAT" not in sent

@@ -76,3 +76,16 @@ def test_demo_data_is_a_shard_for_the_worker_with_its_token(tenant) -> None:
     assert api.get("/api/v1/workers/demo-data/?dataset=../../etc").status_code == 400
     api.credentials(HTTP_AUTHORIZATION="Worker nope")
     assert api.get("/api/v1/workers/demo-data/").status_code == 401
+
+
+def test_feature_scaling_is_the_training_splits_mean_and_deviation(tenant) -> None:
+    from kernels import load_dataset
+
+    _, token = make_worker(tenant)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Worker {token}")
+    body = api.get("/api/v1/workers/feature-scaling/?dataset=digits").json()
+    data = load_dataset("digits")
+    raw = data.X_train * body["std"] + body["mean"]  # undo the standardization
+    assert len(body["mean"]) == len(body["std"]) == 64
+    assert abs(raw.min()) < 1e-3 and abs(raw.max() - 16) < 1e-3  # digits ink runs 0 to 16
