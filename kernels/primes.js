@@ -19,8 +19,8 @@
 //   reduce(results, config) -> {lo, hi, count}, results in any order tiling the space.
 // Unit costs are computed with the same operations as compute.py, so both cut identical units.
 //
-// Plain ES module with no imports: it runs unchanged in a browser (Web Worker) and under Node.
-
+// Plain ES module importing only ./compute.js: it runs unchanged in a browser (Web Worker)
+// and under Node.
 
 import { agreeWith, checkedRange, splitWith, tiled } from "./compute.js";
 

@@ -16,8 +16,8 @@
 // API: as in primes.js (name, exactFields, floatFields, rtol, atol, space, rate, cost, split,
 // splitRange, run, agree, reduce).
 //
-// Plain ES module with no imports: it runs unchanged in a browser (Web Worker) and under Node.
-
+// Plain ES module importing only ./compute.js: it runs unchanged in a browser (Web Worker)
+// and under Node.
 
 import { agreeWith, checkedRange, splitWith, tiled } from "./compute.js";
 
