@@ -20,13 +20,11 @@
 // Also sampleValues(config, start, count) -> {values, hits} per sample and orderedSum(values),
 // the sum in the kernel's order, the twins of sample_values and ordered_sum.
 //
-// Plain ES module importing only ./rng.js: it runs unchanged in a browser (Web Worker) and under
-// Node.
-
-import { blocks, uniform53 } from "./rng.js";
-
+// Plain ES module importing only ./rng.js and ./compute.js: it runs unchanged in a browser (Web
+// Worker) and under Node.
 
 import { agreeWith, checkedRange, splitWith, tiled } from "./compute.js";
+import { blocks, uniform53 } from "./rng.js";
 
 export const name = "montecarlo";
 export const exactFields = ["n", "hits"];
