@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any
 
-import jsonschema
 import numpy as np
 
 from kernels.config import (
@@ -17,6 +16,7 @@ from kernels.config import (
     FieldErrors,
     KernelConfigError,
     make_validator,
+    schema_errors,
 )
 
 # How the pieces fit (kernels/analytics.js is the browser twin of ``local``):
@@ -153,7 +153,7 @@ def resolve_config(config: Any) -> Config:
     """
     if not isinstance(config, Mapping):
         raise KernelConfigError({NON_FIELD: ["The config must be a JSON object."]})
-    errors = _schema_errors(config)
+    errors = schema_errors(_VALIDATOR, config)
     if errors:
         raise KernelConfigError(errors)
     properties = CONFIG_SCHEMA["properties"]
@@ -169,54 +169,6 @@ def resolve_config(config: Any) -> Config:
     if errors:
         raise KernelConfigError(errors)
     return resolved
-
-
-def _schema_errors(config: Mapping) -> FieldErrors:
-    errors: FieldErrors = {}
-    for error in _VALIDATOR.iter_errors(config):
-        for field, message in _describe(error):
-            messages = errors.setdefault(field, [])
-            if message not in messages:
-                messages.append(message)
-    return errors
-
-
-def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
-    properties = CONFIG_SCHEMA["properties"]
-    if error.validator == "additionalProperties":
-        allowed = ", ".join(properties)
-        unknown = sorted(map(str, set(error.instance) - set(properties)))
-        return [(name, f"Unknown field. Allowed fields: {allowed}.") for name in unknown]
-    if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in error.instance]
-        return [(name, "This field is required.") for name in missing]
-    path = list(error.path)
-    field = str(path[0]) if path else NON_FIELD
-    message = _field_message(error)
-    if len(path) > 1:
-        message = f"Item {path[1]}: {message}"
-    return [(field, message)]
-
-
-def _field_message(error: jsonschema.ValidationError) -> str:
-    value = error.validator_value
-    if error.validator == "type":
-        words = {"integer": "an integer", "number": "a number", "array": "a list", "null": "null"}
-        names = [value] if isinstance(value, str) else value
-        return f"Must be {' or '.join(words.get(name, name) for name in names)}."
-    if error.validator == "enum":
-        return f"Must be one of: {', '.join(map(str, value))}."
-    if error.validator == "minimum":
-        return f"Must be at least {value:g}."
-    if error.validator == "maximum":
-        return f"Must be at most {value:g}."
-    if error.validator == "exclusiveMinimum":
-        return f"Must be greater than {value:g}."
-    if error.validator == "minItems":
-        return f"Must have at least {value} items."
-    if error.validator == "maxItems":
-        return f"Must have at most {value} items."
-    return error.message
 
 
 def _coerce(spec: Mapping, value: Any) -> Any:

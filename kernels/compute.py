@@ -9,8 +9,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-
 from kernels.config import (
     NON_FIELD,
     SCHEMA_DIALECT,
@@ -18,6 +16,7 @@ from kernels.config import (
     FieldErrors,
     KernelConfigError,
     make_validator,
+    schema_errors,
 )
 from kernels.registry import UnknownKernel
 
@@ -95,7 +94,7 @@ class ComputeKernel:
         """
         if not isinstance(config, Mapping):
             raise KernelConfigError({NON_FIELD: ["The config must be a JSON object."]})
-        errors = _schema_errors(self._validator, config)
+        errors = schema_errors(self._validator, config)
         if errors:
             raise KernelConfigError(errors)
         properties = self.config_schema["properties"]
@@ -273,46 +272,6 @@ def build_compute_schema(title: str, properties: Mapping[str, dict[str, Any]]) -
 def field_error(field_name: str, message: str) -> FieldErrors:
     """Return the errors dict of one message about one field."""
     return {field_name: [message]}
-
-
-def _schema_errors(validator: jsonschema.Draft202012Validator, config: Mapping) -> FieldErrors:
-    errors: FieldErrors = {}
-    properties = validator.schema["properties"]
-    for error in validator.iter_errors(config):
-        for name, message in _describe(error, properties):
-            messages = errors.setdefault(name, [])
-            if message not in messages:
-                messages.append(message)
-    return errors
-
-
-def _describe(error: jsonschema.ValidationError, properties: Mapping) -> list[tuple[str, str]]:
-    if error.validator == "additionalProperties":
-        allowed = ", ".join(properties)
-        unknown = sorted(map(str, set(error.instance) - set(properties)))
-        return [(name, f"Unknown field. Allowed fields: {allowed}.") for name in unknown]
-    if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in error.instance]
-        return [(name, "This field is required.") for name in missing]
-    name = str(error.path[0]) if error.path else NON_FIELD
-    return [(name, _message(error))]
-
-
-def _message(error: jsonschema.ValidationError) -> str:
-    value = error.validator_value
-    if error.validator == "type":
-        words = {"integer": "an integer", "number": "a number", "string": "a string"}
-        names = [value] if isinstance(value, str) else value
-        return f"Must be {' or '.join(words.get(name, name) for name in names)}."
-    if error.validator == "minimum":
-        return f"Must be at least {value}."
-    if error.validator == "maximum":
-        return f"Must be at most {value}."
-    if error.validator == "exclusiveMinimum":
-        return f"Must be greater than {value}."
-    if error.validator == "enum":
-        return f"Must be one of {', '.join(map(str, value))}."
-    return error.message
 
 
 def _coerce(spec: Mapping, value: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jsonschema
@@ -80,7 +80,12 @@ def resolve(validator: jsonschema.Draft202012Validator, config: Any) -> Config:
     """Validate ``config``, fill defaults and dataset shape; raise KernelConfigError on problems."""
     if not isinstance(config, Mapping):
         raise KernelConfigError({NON_FIELD: ["The config must be a JSON object."]})
-    errors = _schema_errors(validator, config)
+    errors = schema_errors(
+        validator,
+        config,
+        required_message="This field is required when no dataset is given.",
+        messages={"pattern": _dataset_message},
+    )
     if errors:
         raise KernelConfigError(errors)
     properties = validator.schema["properties"]
@@ -92,47 +97,79 @@ def resolve(validator: jsonschema.Draft202012Validator, config: Any) -> Config:
     return {name: resolved[name] for name in properties if name in resolved}
 
 
-def _schema_errors(validator: jsonschema.Draft202012Validator, config: Mapping) -> FieldErrors:
+def schema_errors(
+    validator: jsonschema.Draft202012Validator,
+    config: Mapping,
+    *,
+    required_message: str = "This field is required.",
+    messages: Mapping[str, Callable[[jsonschema.ValidationError], str]] | None = None,
+) -> FieldErrors:
+    """JSON Schema errors as readable messages by field (shared by every kind of kernel).
+
+    ``messages`` replaces the message of a validator keyword (e.g. a pattern that names
+    datasets); an error inside a list names the item.
+    """
     errors: FieldErrors = {}
+    properties = validator.schema["properties"]
     for error in validator.iter_errors(config):
-        for field, message in _describe(error, validator.schema["properties"]):
-            messages = errors.setdefault(field, [])
-            if message not in messages:
-                messages.append(message)
+        for field, message in _describe(error, properties, required_message, messages or {}):
+            found = errors.setdefault(field, [])
+            if message not in found:
+                found.append(message)
     return errors
 
 
-def _describe(error: jsonschema.ValidationError, properties: Mapping) -> Iterable[tuple[str, str]]:
+def _describe(
+    error: jsonschema.ValidationError,
+    properties: Mapping,
+    required_message: str,
+    messages: Mapping[str, Callable[[jsonschema.ValidationError], str]],
+) -> Iterable[tuple[str, str]]:
     if error.validator == "additionalProperties":
         allowed = ", ".join(properties)
         unknown = sorted(map(str, set(error.instance) - set(properties)))
         return [(name, f"Unknown field. Allowed fields: {allowed}.") for name in unknown]
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
-        message = "This field is required when no dataset is given."
-        return [(name, message) for name in missing]
-    field = str(error.path[0]) if error.path else NON_FIELD
-    return [(field, _field_message(error))]
+        return [(name, required_message) for name in missing]
+    path = list(error.path)
+    field = str(path[0]) if path else NON_FIELD
+    special = messages.get(str(error.validator))
+    message = special(error) if special else _field_message(error)
+    return [(field, f"Item {path[1]}: {message}" if len(path) > 1 else message)]
+
+
+_BOUNDS = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than"}
 
 
 def _field_message(error: jsonschema.ValidationError) -> str:
     value = error.validator_value
     if error.validator == "type":
         return f"Must be {_type_phrase(value)}."
-    if error.validator == "minimum":
-        return f"Must be at least {value}."
-    if error.validator == "maximum":
-        return f"Must be at most {value}."
-    if error.validator == "exclusiveMinimum":
-        return f"Must be greater than {value}."
-    if error.validator == "pattern":
-        known = ", ".join(DATASETS)
-        return f"Unknown dataset {error.instance!r}. Known: {known}, or synthetic:A,B (A, B >= 0)."
+    if error.validator in _BOUNDS:
+        return f"Must be {_BOUNDS[error.validator]} {value}."
+    if error.validator == "enum":
+        return f"Must be one of: {', '.join(map(str, value))}."
+    if error.validator == "minItems":
+        return f"Must have at least {value} items."
+    if error.validator == "maxItems":
+        return f"Must have at most {value} items."
     return error.message
 
 
+def _dataset_message(error: jsonschema.ValidationError) -> str:
+    known = ", ".join(DATASETS)
+    return f"Unknown dataset {error.instance!r}. Known: {known}, or synthetic:A,B (A, B >= 0)."
+
+
 def _type_phrase(value: str | list[str]) -> str:
-    words = {"integer": "an integer", "number": "a number", "string": "a string", "null": "null"}
+    words = {
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "array": "a list",
+        "null": "null",
+    }
     names = [value] if isinstance(value, str) else value
     return " or ".join(words.get(name, name) for name in names)
 
