@@ -7,6 +7,8 @@ from typing import Any
 
 import jsonschema
 
+from kernels.config import schema_errors
+
 POLICY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -45,10 +47,7 @@ class PolicyError(ValueError):
 def resolve_policy(policy: dict | None) -> dict:
     """Validate a policy and return a new dict with every default filled."""
     policy = dict(policy or {})
-    errors: dict[str, list[str]] = {}
-    for error in _validator.iter_errors(policy):
-        field = str(error.path[0]) if error.path else "non_field_errors"
-        errors.setdefault(field, []).append(error.message)
+    errors = schema_errors(_validator, policy)
     if errors:
         raise PolicyError(errors)
     resolved = {
