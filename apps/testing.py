@@ -65,6 +65,34 @@ def make_job(
     )
 
 
+def make_compute_job(
+    tenant: Tenant,
+    *,
+    kernel: str = "primes",
+    config: dict | None = None,
+    policy: dict | None = None,
+    user=None,
+) -> Job:
+    return job_services.job_create(
+        tenant=tenant,
+        user=user,
+        name=f"job-{next(_seq)}",
+        type="compute",
+        kernel=kernel,
+        config=config if config is not None else {"lo": 1, "hi": 100_000},
+        policy=policy if policy is not None else {"unit_seconds": 2e-5},
+    )
+
+
+def make_compute_worker(tenant: Tenant, *, kernels: list[str] | None = None) -> Worker:
+    """A connected worker that says it runs the given compute kernels (all of them by default)."""
+    worker, _ = make_worker(tenant)
+    names = kernels if kernels is not None else ["primes", "montecarlo", "sweep"]
+    Worker.objects.filter(pk=worker.pk).update(capabilities={"kernels": names})
+    worker.refresh_from_db()
+    return worker
+
+
 def store_update(values: np.ndarray, codec: str = "f32") -> tuple[str, str, int]:
     """Put an update in storage as the gateway would; return (key, sha256, size)."""
     data = wire.encode_tensor(values, codec)

@@ -19,6 +19,8 @@ api_v1 = [
     path("jobs/<int:job_id>/start/", job_apis.JobStartApi.as_view(), name="job-start"),
     path("jobs/<int:job_id>/pause/", job_apis.JobPauseApi.as_view(), name="job-pause"),
     path("jobs/<int:job_id>/cancel/", job_apis.JobCancelApi.as_view(), name="job-cancel"),
+    path("jobs/<int:job_id>/units/", job_apis.JobUnitsApi.as_view(), name="job-units"),
+    path("jobs/<int:job_id>/result/", job_apis.JobResultApi.as_view(), name="job-result"),
     path("jobs/<int:job_id>/rounds/", round_apis.JobRoundsApi.as_view(), name="job-rounds"),
     path("jobs/<int:job_id>/models/", registry_apis.JobModelsApi.as_view(), name="job-models"),
     path(

@@ -1,10 +1,14 @@
-"""The data scientist's SDK: submit training jobs, follow their rounds, download models.
+"""The data scientist's SDK: submit training and compute jobs, follow them, fetch results.
 
 client = Client("http://localhost:8000", token)
 job = client.jobs.create(name="digits", kernel="softmax", config={"dataset": "digits"},
                          policy={"cohort_size": 10, "max_rounds": 15})
 job.start(); job.wait()
 weights = client.download_model(job.models()[-1]["id"])
+
+job = client.jobs.create(name="primes", type="compute", kernel="primes",
+                         config={"lo": 1, "hi": 10**7}, policy={"unit_seconds": 5})
+job.start(); job.wait(); job.result()["count"]
 """
 
 from __future__ import annotations
@@ -147,6 +151,14 @@ class Job:
 
     def models(self) -> list[dict]:
         return self.client.all_pages(f"jobs/{self.id}/models/")
+
+    def units(self) -> list[dict]:
+        """A compute job's work units, in index order."""
+        return self.client.all_pages(f"jobs/{self.id}/units/")
+
+    def result(self) -> dict:
+        """A completed compute job's reduced result (ApiError 404 before then)."""
+        return self.client.get(f"jobs/{self.id}/result/")["result"]
 
     def download_model(self, model_id: int | None = None) -> np.ndarray:
         """The given model version, or the job's latest."""

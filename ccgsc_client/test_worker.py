@@ -116,3 +116,46 @@ async def test_it_trains_uploads_and_resends_its_update_after_a_dropped_connecti
     np.testing.assert_allclose(update, expected - model, rtol=1e-6, atol=1e-7)
     assert first["sha256"] == wire.sha256_hex(first["payload"]) and first["num_samples"] == len(y)
     assert worker.stats.accepted == 1 and not worker.pending
+
+
+async def test_a_worker_without_data_runs_a_unit_and_resends_its_result_after_a_drop() -> None:
+    unit = {
+        "type": "unit",
+        "unit": 7,
+        "job": 1,
+        "kernel": "primes",
+        "config": {"lo": 1, "hi": 1000},
+        "spec": {"start": 1, "stop": 101},
+        "deadline": "2030-01-01T00:00:00+00:00",
+    }
+    seen: list[dict] = []
+    stop = asyncio.Event()
+
+    async def server(ws) -> None:
+        hello = wire.decode_text(await ws.recv())
+        assert hello["capabilities"]["kernels"] == ["montecarlo", "primes", "sweep"]
+        await ws.send(
+            wire.encode_text({"type": "welcome", "worker": 1, "protocol": 1, "heartbeat_s": 5})
+        )
+        await ws.send(wire.encode_text(unit))  # offered again after the reconnect, too
+        seen.append(wire.decode_text(await ws.recv()))
+        if len(seen) == 1:
+            await ws.close()  # drop before acknowledging: the worker must send it again
+            return
+        await ws.send(wire.encode_text({"type": "unit_ack", "unit": 7, "status": "accepted"}))
+        stop.set()
+
+    async with websockets.serve(server, "127.0.0.1", 0) as srv:
+        port = srv.sockets[0].getsockname()[1]
+        worker = Worker(f"ws://127.0.0.1:{port}", "secret", max_backoff_s=0.2)
+        await asyncio.wait_for(worker.run(stop), 20)
+
+    first, second = seen
+    assert first["type"] == "unit_result" and first == second
+    assert first["result"] == {"start": 1, "stop": 101, "count": 25}
+    assert worker.stats.accepted == 1 and not worker.unit_results
+
+
+def test_it_runs_compute_units_only_when_given_no_data() -> None:
+    X, y = load_data(parse_args(["--server", "ws://x", "--token", "t"]))
+    assert X is None and y is None

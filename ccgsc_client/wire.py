@@ -45,6 +45,7 @@ ERROR_CODES = {
     "incomplete": "the result arrived before every chunk of its upload",
     "replayed": "this assignment already has an accepted update",
     "unknown_model": "no such model version for this worker",
+    "bad_result": "the unit's result does not fit the unit or its kernel",
 }
 
 CODECS = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2")}
@@ -73,6 +74,7 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
         "num_samples": (int, True),
         "metrics": (dict, False),
     },
+    "unit_result": {"unit": (int, True), "result": (dict, True), "seconds": (_NUM, True)},
     # server -> worker
     "welcome": {"worker": (int, True), "protocol": (int, True), "heartbeat_s": (_NUM, True)},
     "pong": {},
@@ -90,6 +92,15 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
     "upload_ready": {"upload": (str, True), "next_seq": (int, True)},
     "chunk_ack": {"upload": (str, True), "seq": (int, True)},
     "result_ack": {"assignment": (int, True), "status": (str, True)},
+    "unit": {
+        "unit": (int, True),
+        "job": (int, True),
+        "kernel": (str, True),
+        "config": (dict, True),
+        "spec": (dict, True),
+        "deadline": (str, True),
+    },
+    "unit_ack": {"unit": (int, True), "status": (str, True)},
     "error": {"code": (str, True), "message": (str, True), "ref": (dict, False)},
 }
 BINARY_SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {

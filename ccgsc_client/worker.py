@@ -1,8 +1,9 @@
-"""The headless Python worker: connects, trains on local data, uploads updates (no Django).
+"""The headless Python worker: trains on local data and runs compute units (no Django).
 
 Run ``python -m ccgsc_client.worker --server ws://host:8000 --token T --dataset digits
---shard 3/10`` to train on a simulation shard, or ``--data file.csv --label-column y`` for
-private data. The protocol is docs/protocol.md; frames come from ccgsc_client.wire.
+--shard 3/10`` to train on a simulation shard, ``--data file.csv --label-column y`` for
+private data, or with neither to run compute jobs only. The protocol is docs/protocol.md;
+frames come from ccgsc_client.wire.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import websockets
 
 import kernels
 from ccgsc_client import wire
+from kernels.compute import get_compute_kernel, list_compute_kernels
 
 log = logging.getLogger("ccgsc.worker")
 MAX_FRAME = 16 * 1024 * 1024
@@ -72,8 +74,8 @@ class Worker:
         self,
         server: str,
         token: str,
-        X: np.ndarray,
-        y: np.ndarray,
+        X: np.ndarray | None = None,
+        y: np.ndarray | None = None,
         *,
         name: str = "",
         delay_s: float = 0.0,
@@ -87,6 +89,7 @@ class Worker:
         self.pending: dict[int, PendingResult] = {}
         self.stats = Stats()
         self.samples_per_s: float | None = None
+        self.unit_results: dict[int, dict] = {}  # unit id -> unit_result not yet acknowledged
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -113,8 +116,11 @@ class Worker:
         await session.serve(stop)
 
     def capabilities(self) -> dict:
+        compute = [k.name for k in list_compute_kernels()]
+        if self.X is None or self.y is None:
+            return {"kernels": compute, "codecs": list(wire.CODECS), "runtime": "python"}
         caps = {
-            "kernels": [k.name for k in kernels.list_kernels()],
+            "kernels": [k.name for k in kernels.list_kernels()] + compute,
             "codecs": list(wire.CODECS),
             "samples": int(len(self.y)),
             "n_features": int(self.X.shape[1]),
@@ -136,6 +142,14 @@ class Worker:
             time.sleep(self.delay_s)
         return trained - weights, metrics
 
+    def compute(self, unit: dict) -> dict:
+        """Run one compute unit (in a thread); returns its unit_result message."""
+        kernel = get_compute_kernel(unit["kernel"])
+        start = time.perf_counter()
+        result = kernel.run(unit["spec"], kernel.resolve_config(unit["config"]))
+        seconds = time.perf_counter() - start
+        return {"type": "unit_result", "unit": unit["unit"], "result": result, "seconds": seconds}
+
 
 class _Session:
     """One connected socket: a reader that routes frames, and a task per assignment."""
@@ -146,6 +160,7 @@ class _Session:
         self.model_parts: dict[int, dict[int, bytes]] = {}
         self.arrived: dict[int, bytes] = {}  # a pushed model not yet claimed
         self.working: set[int] = set()  # assignments being trained in this session
+        self.computing: set[int] = set()  # units being run in this session
         self.upload_of: dict[str, int] = {}  # upload id -> assignment, for routing errors
         self.heartbeat_s = 15.0
         self.tasks: set[asyncio.Task] = set()
@@ -204,12 +219,18 @@ class _Session:
             self._deliver(("upload", msg["upload"]), msg)
         elif kind in ("result_ack", "cancel"):
             self._deliver(("assignment", msg["assignment"]), msg)
+        elif kind == "unit":
+            if msg["unit"] not in self.computing:  # offered again after a reconnect otherwise
+                self._spawn(self.run_unit(msg))
+        elif kind == "unit_ack":
+            self._deliver(("unit", msg["unit"]), msg)
         elif kind == "error":
             self.worker.stats.errors.append(msg["code"])
             ref = msg.get("ref", {})
             uploads = [u for u, a in self.upload_of.items() if a == ref.get("assignment")]
             keys = {("upload", u) for u in [ref.get("upload"), *uploads]}
             keys |= {("assignment", ref.get("assignment")), ("model", ref.get("version"))}
+            keys.add(("unit", ref.get("unit")))
             for key in keys:
                 self._deliver(key, msg)
             log.warning("server error %s: %s", msg["code"], msg["message"])
@@ -253,12 +274,36 @@ class _Session:
             if not isinstance(exc, Rejected | websockets.ConnectionClosed):
                 log.error("assignment failed: %r", exc)
 
+    async def run_unit(self, unit: dict) -> None:
+        """Compute a unit (or resend a result computed before a reconnect), wait for its ack."""
+        unit_id = unit["unit"]
+        key = ("unit", unit_id)
+        self.inbox[key] = asyncio.Queue()
+        self.computing.add(unit_id)
+        try:
+            msg = self.worker.unit_results.get(unit_id)
+            if msg is None:
+                msg = await asyncio.to_thread(self.worker.compute, unit)
+                self.worker.unit_results[unit_id] = msg
+            await self.send(msg)
+            try:
+                await self._expect(key, "unit_ack")
+            except Rejected:  # the server will not take it: forget it
+                self.worker.unit_results.pop(unit_id, None)
+                raise
+            self.worker.unit_results.pop(unit_id, None)
+            self.worker.stats.accepted += 1
+        finally:
+            self.inbox.pop(key, None)
+            self.computing.discard(unit_id)
+
     async def work(self, assign: dict) -> None:
         assignment = assign["assignment"]
         self.inbox[("assignment", assignment)] = asyncio.Queue()
         self.working.add(assignment)
         try:
-            if assign["config"].get("n_features") != self.worker.X.shape[1]:
+            features = None if self.worker.X is None else self.worker.X.shape[1]
+            if assign["config"].get("n_features") != features:
                 await self.send(
                     {
                         "type": "decline",
@@ -441,7 +486,10 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-def load_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+def load_data(args: argparse.Namespace) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The worker's training data; none when it only runs compute jobs."""
+    if not (args.data or args.dataset):
+        return None, None
     if args.data:
         return kernels.load_csv(args.data, args.label_column)
     index, count = (int(part) for part in args.shard.split("/"))
@@ -456,7 +504,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--server", required=True, help="ws:// or wss:// address of the server")
     parser.add_argument("--token", required=True, help="this worker's token (from enroll)")
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", help="simulation: a bundled dataset, e.g. digits")
     source.add_argument("--data", help="a CSV file of private data with a header row")
     parser.add_argument("--label-column", default="label", help="CSV column with class labels")

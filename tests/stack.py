@@ -166,12 +166,13 @@ class Stack:
     def spawn_worker(
         self,
         token: str,
-        shard: str,
+        shard: str = "0/1",
         *,
-        dataset: str = "digits",
+        dataset: str | None = "digits",
         partition: str = "iid",
         delay: float = 0.0,
     ) -> subprocess.Popen:
+        """A worker process; with no dataset it runs compute units only."""
         argv = [
             sys.executable,
             "-m",
@@ -179,15 +180,11 @@ class Stack:
             "--server",
             self.ws_url,
             f"--token={token}",
-            "--dataset",
-            dataset,
-            "--shard",
-            shard,
-            "--partition",
-            partition,
             "--delay",
             str(delay),
         ]
+        if dataset is not None:
+            argv += ["--dataset", dataset, "--shard", shard, "--partition", partition]
         proc = self._spawn(f"worker-{len(self.workers)}", argv)
         self.workers.append(proc)
         return proc

@@ -1,10 +1,10 @@
-"""Django admin for tenants, memberships, jobs and workers."""
+"""Django admin for tenants, memberships, jobs, work units and workers."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
-from apps.jobs.models import Job, Membership, Tenant, Worker
+from apps.jobs.models import Job, Membership, Tenant, Worker, WorkUnit
 
 
 class MembershipInline(admin.TabularInline):
@@ -50,3 +50,10 @@ class WorkerAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     exclude = ["token_hash"]
     readonly_fields = ["channel_name", "connected_at", "last_seen", "token_expires_at"]
+
+
+@admin.register(WorkUnit)
+class WorkUnitAdmin(admin.ModelAdmin):
+    list_display = ["id", "job", "index", "start", "stop", "status", "attempts", "worker"]
+    list_filter = ["status"]
+    raw_id_fields = ["job", "worker"]

@@ -15,12 +15,15 @@ from apps.jobs import selectors, services
 from apps.jobs.serializers import (
     JobCreateInput,
     JobOutput,
+    JobResultOutput,
     KernelOutput,
     WorkerEnrollInput,
     WorkerEnrollOutput,
     WorkerOutput,
+    WorkUnitOutput,
 )
 from kernels import list_kernels
+from kernels.compute import list_compute_kernels
 
 
 def paginated(view: APIView, queryset, serializer_class) -> Response:
@@ -47,7 +50,7 @@ class KernelListApi(APIView):
                 "description": k.description,
                 "config_schema": k.config_schema,
             }
-            for k in list_kernels()
+            for k in [*list_kernels(), *list_compute_kernels()]
         ]
         return Response(KernelOutput(kernels, many=True).data)
 
@@ -73,6 +76,22 @@ class JobDetailApi(APIView):
     def get(self, request, job_id: int):
         job = selectors.job_get(selectors.tenant_for_request(request), job_id)
         return Response(JobOutput(job).data)
+
+
+class JobUnitsApi(APIView):
+    @extend_schema(responses=WorkUnitOutput(many=True))
+    def get(self, request, job_id: int):
+        job = selectors.job_get(selectors.tenant_for_request(request), job_id)
+        return paginated(self, selectors.unit_list(job), WorkUnitOutput)
+
+
+class JobResultApi(APIView):
+    """A compute job's reduced result; 404 until the job has completed."""
+
+    @extend_schema(responses=JobResultOutput)
+    def get(self, request, job_id: int):
+        job = selectors.job_result(selectors.tenant_for_request(request), job_id)
+        return Response(JobResultOutput(job).data)
 
 
 class _JobActionApi(APIView):

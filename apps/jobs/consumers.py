@@ -11,7 +11,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from apps.jobs import compute
 from apps.jobs import services as job_services
+from apps.jobs import tasks as job_tasks
 from apps.jobs.batching import batcher
 from apps.registry.models import ModelVersion
 from apps.registry.services import model_bytes
@@ -22,7 +24,15 @@ from ccgsc_client import wire
 
 log = logging.getLogger(__name__)
 
-CLIENT_TYPES = {"heartbeat", "accept", "decline", "model_request", "upload_begin", "result"}
+CLIENT_TYPES = {
+    "heartbeat",
+    "accept",
+    "decline",
+    "model_request",
+    "upload_begin",
+    "result",
+    "unit_result",
+}
 _CLOSE_FOR = {
     "bad_token": wire.CLOSE_BAD_TOKEN,
     "expired": wire.CLOSE_BAD_TOKEN,
@@ -61,6 +71,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
         if offline:
             await _later(settings.CCGSC_RECONNECT_GRACE_S, round_tasks.worker_gone, self.worker_id)
+            await _later(
+                settings.CCGSC_RECONNECT_GRACE_S, job_tasks.worker_units_release, self.worker_id
+            )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         ref_assignment = None
@@ -80,6 +93,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         except round_services.AssignmentError as exc:
             assignment = exc.assignment_id or ref_assignment
             await self._error(exc.code, exc.message, {"assignment": assignment}, assignment)
+        except compute.UnitError as exc:
+            await self._error(exc.code, exc.message, {"unit": exc.unit_id}, None)
 
     async def _dispatch(self, msg: dict) -> None:
         if self.worker_id is None:
@@ -157,6 +172,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
         for event in held:
             await self.worker_send(event)
+        await database_sync_to_async(compute.unit_dispatch)(worker_id=worker.pk)
 
     async def on_heartbeat(self, msg: dict) -> None:
         now = time.monotonic()
@@ -182,6 +198,16 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(round_services.assignment_drop)(
             worker_id=self.worker_id, assignment_id=msg["assignment"], reason="declined"
         )
+
+    async def on_unit_result(self, msg: dict) -> None:
+        status = await database_sync_to_async(compute.unit_record_result)(
+            worker_id=self.worker_id,
+            unit_id=msg["unit"],
+            result=msg["result"],
+            seconds=msg["seconds"],
+        )
+        await self._send_msg({"type": "unit_ack", "unit": msg["unit"], "status": status})
+        await database_sync_to_async(compute.unit_dispatch)(worker_id=self.worker_id)
 
     async def on_model_request(self, msg: dict) -> None:
         await self._send_model(msg["version"], msg.get("assignment"))
@@ -363,5 +389,6 @@ async def _tick_forever() -> None:
         await asyncio.sleep(5)
         try:
             await database_sync_to_async(round_services.rounds_sweep)()
+            await database_sync_to_async(compute.units_sweep)()
         except Exception:  # noqa: BLE001 - the sweep must outlive a failed pass
-            log.exception("rounds sweep failed")
+            log.exception("sweep failed")

@@ -1,4 +1,4 @@
-"""Tenants, their members, jobs and workers."""
+"""Tenants, their members, jobs, workers and the work units of compute jobs."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class Membership(models.Model):
 class Job(models.Model):
     class Type(models.TextChoices):
         TRAIN = "train"
+        COMPUTE = "compute"
 
     class Status(models.TextChoices):
         DRAFT = "draft"
@@ -65,6 +66,7 @@ class Job(models.Model):
     policy = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     error = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)  # a compute job's reduced result
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -114,3 +116,43 @@ class Worker(models.Model):
     @property
     def is_connected(self) -> bool:
         return bool(self.channel_name)
+
+
+class WorkUnit(models.Model):
+    """One slice [start, stop) of a compute job's index space, run by one worker at a time."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ASSIGNED = "assigned"
+        DONE = "done"
+        FAILED = "failed"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="units")
+    index = models.PositiveIntegerField()
+    start = models.BigIntegerField()
+    stop = models.BigIntegerField()
+    cost = models.FloatField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)  # attempts that ended without a result
+    worker = models.ForeignKey(
+        Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="units"
+    )
+    deadline = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+    error = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="workunit_unique")]
+        indexes = [
+            models.Index(fields=["job", "status"]),
+            models.Index(fields=["worker", "status"]),
+            models.Index(fields=["status", "deadline"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"unit {self.index} of job {self.job_id} ({self.status})"

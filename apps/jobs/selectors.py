@@ -1,4 +1,4 @@
-"""Reads for tenants, jobs and workers, always scoped to one tenant."""
+"""Reads for tenants, jobs, work units and workers, always scoped to one tenant."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS
 
-from apps.jobs.models import Job, Membership, Tenant, Worker
+from apps.jobs.models import Job, Membership, Tenant, Worker, WorkUnit
 
 TENANT_HEADER = "X-CCGSC-Tenant"
 
@@ -44,3 +44,14 @@ def job_get(tenant: Tenant, job_id: int) -> Job:
 
 def worker_list(tenant: Tenant) -> QuerySet:
     return Worker.objects.filter(tenant=tenant).order_by("id")
+
+
+def unit_list(job: Job) -> QuerySet:
+    return WorkUnit.objects.filter(job=job).order_by("index")
+
+
+def job_result(tenant: Tenant, job_id: int) -> Job:
+    """A completed compute job (with its result); 404 for any other job."""
+    return get_object_or_404(
+        Job, pk=job_id, tenant=tenant, type=Job.Type.COMPUTE, status=Job.Status.COMPLETED
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.jobs.models import Job, Worker
+from apps.jobs.models import Job, Worker, WorkUnit
 
 
 class JobCreateInput(serializers.Serializer):
@@ -46,6 +46,35 @@ class JobOutput(serializers.ModelSerializer):
         if model is None:
             return None
         return {"id": model.id, "version": model.version, "metrics": model.metrics}
+
+
+class WorkUnitOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WorkUnit
+        fields = [
+            "id",
+            "index",
+            "start",
+            "stop",
+            "cost",
+            "status",
+            "attempts",
+            "worker",
+            "deadline",
+            "result",
+            "seconds",
+            "error",
+            "assigned_at",
+            "finished_at",
+        ]
+
+
+class JobResultOutput(serializers.Serializer):
+    job = serializers.IntegerField(source="id")
+    kernel = serializers.CharField()
+    config = serializers.DictField()
+    result = serializers.DictField()
+    ended_at = serializers.DateTimeField()
 
 
 class KernelOutput(serializers.Serializer):

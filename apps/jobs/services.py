@@ -11,7 +11,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.jobs import gateway
+from apps.jobs import compute, gateway
+from apps.jobs.compute_policy import resolve_compute_policy
 from apps.jobs.models import Job, Tenant, Worker
 from apps.registry.services import model_version_create
 from apps.rounds import services as round_services
@@ -19,6 +20,7 @@ from apps.rounds.models import Round
 from apps.rounds.policy import PolicyError, resolve_policy
 from apps.rounds.selectors import open_round
 from kernels import KernelConfigError, UnknownKernel, get_kernel
+from kernels.compute import get_compute_kernel
 
 
 class ServiceError(Exception):
@@ -154,26 +156,9 @@ def worker_touch(*, worker_id: int, channel_name: str) -> None:
 def job_create(
     *, tenant: Tenant, user, name: str, type: str, kernel: str, config: dict, policy: dict
 ) -> Job:
-    """Validate the kernel's config and the round policy, then store a draft job."""
-    errors: dict[str, list[str]] = {}
-    resolved_config: dict = {}
-    try:
-        spec = get_kernel(kernel)
-        resolved_config = spec.resolve_config(config)
-        if spec.kind != type:
-            errors["type"] = [f"kernel {kernel!r} runs {spec.kind!r} jobs"]
-    except UnknownKernel:
-        errors["kernel"] = [f"unknown kernel {kernel!r}"]
-    except KernelConfigError as exc:
-        errors["config"] = [f"{field}: {msg}" for field, msgs in exc.errors.items() for msg in msgs]
-    if resolved_config and 4 * spec.num_params(resolved_config) > tenant.max_model_bytes:
-        errors["config"] = [f"the model exceeds the tenant's {tenant.max_model_bytes} bytes"]
-    try:
-        resolved_policy = resolve_policy(policy)
-    except PolicyError as exc:
-        errors["policy"] = [f"{field}: {msg}" for field, msgs in exc.errors.items() for msg in msgs]
-    if errors:
-        raise ServiceError(errors)
+    """Validate the kernel's config and the job's policy, then store a draft job."""
+    validate = _validate_compute if type == Job.Type.COMPUTE else _validate_train
+    resolved_config, resolved_policy = validate(tenant, type, kernel, config, policy)
     return Job.objects.create(
         tenant=tenant,
         created_by=user,
@@ -185,9 +170,68 @@ def job_create(
     )
 
 
+def _field_messages(errors: dict[str, list[str]]) -> list[str]:
+    return [f"{field}: {msg}" for field, msgs in errors.items() for msg in msgs]
+
+
+def _validate_train(
+    tenant: Tenant, type: str, kernel: str, config: dict, policy: dict
+) -> tuple[dict, dict]:
+    errors: dict[str, list[str]] = {}
+    resolved_config: dict = {}
+    try:
+        spec = get_kernel(kernel)
+        resolved_config = spec.resolve_config(config)
+        if spec.kind != type:
+            errors["type"] = [f"kernel {kernel!r} runs {spec.kind!r} jobs"]
+    except UnknownKernel:
+        errors["kernel"] = [f"unknown kernel {kernel!r}"]
+    except KernelConfigError as exc:
+        errors["config"] = _field_messages(exc.errors)
+    if resolved_config and 4 * spec.num_params(resolved_config) > tenant.max_model_bytes:
+        errors["config"] = [f"the model exceeds the tenant's {tenant.max_model_bytes} bytes"]
+    try:
+        resolved_policy = resolve_policy(policy)
+    except PolicyError as exc:
+        errors["policy"] = _field_messages(exc.errors)
+    if errors:
+        raise ServiceError(errors)
+    return resolved_config, resolved_policy
+
+
+def _validate_compute(
+    tenant: Tenant, type: str, kernel: str, config: dict, policy: dict
+) -> tuple[dict, dict]:
+    """A compute kernel, its config, and a policy whose unit size cuts the space finely
+    enough but not into more units than a kernel allows."""
+    errors: dict[str, list[str]] = {}
+    resolved_config: dict = {}
+    resolved_policy: dict = {}
+    try:
+        spec = get_compute_kernel(kernel)
+        resolved_config = spec.resolve_config(config)
+    except UnknownKernel:
+        errors["kernel"] = [f"unknown compute kernel {kernel!r}"]
+    except KernelConfigError as exc:
+        errors["config"] = _field_messages(exc.errors)
+    try:
+        resolved_policy = resolve_compute_policy(policy)
+    except PolicyError as exc:
+        errors["policy"] = _field_messages(exc.errors)
+    if resolved_config and resolved_policy:
+        try:
+            spec.split(resolved_config, target_cost=resolved_policy["unit_seconds"])
+        except ValueError as exc:
+            errors["policy"] = [f"unit_seconds: {exc}"]
+    if errors:
+        raise ServiceError(errors)
+    return resolved_config, resolved_policy
+
+
 @transaction.atomic
 def job_start(*, job_id: int) -> Job:
-    """draft → running (with the initial model and round 1); paused → running resumes."""
+    """draft → running (with the initial model and round 1, or a compute job's units);
+    paused → running resumes."""
     job = Job.objects.select_for_update().get(pk=job_id)
     if job.status == Job.Status.RUNNING:
         return job
@@ -202,7 +246,9 @@ def job_start(*, job_id: int) -> Job:
     job.status = Job.Status.RUNNING
     job.started_at = job.started_at or timezone.now()
     job.save(update_fields=["status", "started_at"])
-    if first_start:
+    if job.type == Job.Type.COMPUTE:
+        compute.job_units_start(job=job, first_start=first_start)
+    elif first_start:
         spec = get_kernel(job.kernel)
         model = model_version_create(job_id=job.id, version=0, weights=spec.init(job.config))
         round_services.round_open(job=job, base_model=model, number=1)

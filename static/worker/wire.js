@@ -68,6 +68,7 @@ export const ERROR_CODES = deepFreeze({
   incomplete: "the result arrived before every chunk of its upload",
   replayed: "this assignment already has an accepted update",
   unknown_model: "no such model version for this worker",
+  bad_result: "the unit's result does not fit the unit or its kernel",
 });
 
 // Tensor codecs: bytes per value and numpy's name of the little-endian dtype.
@@ -101,6 +102,7 @@ export const SCHEMAS = deepFreeze({
     num_samples: ["int", true],
     metrics: ["dict", false],
   },
+  unit_result: { unit: ["int", true], result: ["dict", true], seconds: [NUM, true] },
   // server -> worker
   welcome: { worker: ["int", true], protocol: ["int", true], heartbeat_s: [NUM, true] },
   pong: {},
@@ -118,6 +120,15 @@ export const SCHEMAS = deepFreeze({
   upload_ready: { upload: ["str", true], next_seq: ["int", true] },
   chunk_ack: { upload: ["str", true], seq: ["int", true] },
   result_ack: { assignment: ["int", true], status: ["str", true] },
+  unit: {
+    unit: ["int", true],
+    job: ["int", true],
+    kernel: ["str", true],
+    config: ["dict", true],
+    spec: ["dict", true],
+    deadline: ["str", true],
+  },
+  unit_ack: { unit: ["int", true], status: ["str", true] },
   error: { code: ["str", true], message: ["str", true], ref: ["dict", false] },
 });
 export const BINARY_SCHEMAS = deepFreeze({

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
-from apps.jobs.models import Job, Worker
+from apps.jobs import compute
+from apps.jobs.models import Job, Worker, WorkUnit
 from apps.registry.services import model_version_create
-from apps.testing import make_job, make_tenant, make_user, make_worker
+from apps.testing import (
+    make_compute_job,
+    make_compute_worker,
+    make_job,
+    make_tenant,
+    make_user,
+    make_worker,
+)
 from ccgsc_client import wire
 
 pytestmark = pytest.mark.django_db
@@ -183,3 +191,74 @@ def test_a_model_larger_than_the_tenant_allows_is_refused(api, tenant) -> None:
     tenant.save()
     response = api.post("/api/v1/jobs/", JOB, format="json")
     assert response.status_code == 400 and "config" in response.json()
+
+
+COMPUTE = {
+    "name": "primes",
+    "type": "compute",
+    "kernel": "primes",
+    "config": {"lo": 1, "hi": 1_000_000},
+    "policy": {"unit_seconds": 1e-4},
+}
+
+
+def test_it_lists_the_compute_kernels_with_their_kind(api) -> None:
+    kernels = {k["name"]: k for k in api.get("/api/v1/kernels/").json()}
+    assert {k: kernels[k]["kind"] for k in ("primes", "montecarlo", "sweep", "softmax")} == {
+        "primes": "compute",
+        "montecarlo": "compute",
+        "sweep": "compute",
+        "softmax": "train",
+    }
+    assert kernels["primes"]["config_schema"]["properties"]["hi"]["type"] == "integer"
+
+
+def test_it_creates_a_compute_job_with_its_config_and_policy_resolved(api) -> None:
+    response = api.post("/api/v1/jobs/", {**COMPUTE, "policy": {}}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["type"] == "compute" and body["config"] == {"lo": 1, "hi": 1_000_000}
+    assert body["policy"] == {"unit_seconds": 5, "unit_deadline_s": 60, "max_attempts": 3}
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"kernel": "softmax"}, "kernel"),
+        ({"config": {"lo": 10, "hi": 5}}, "config"),
+        ({"config": {"lo": -1}}, "config"),
+        ({"policy": {"max_attempts": 0}}, "policy"),
+        ({"policy": {"cohort_size": 4}}, "policy"),
+        ({"policy": {"unit_seconds": 1e-12}}, "policy"),
+    ],
+)
+def test_an_invalid_compute_job_is_a_400_naming_the_field(api, change, field) -> None:
+    response = api.post("/api/v1/jobs/", {**COMPUTE, **change}, format="json")
+    assert response.status_code == 400 and field in response.json(), response.json()
+
+
+def test_a_started_compute_job_lists_its_units_page_by_page(api, tenant) -> None:
+    job_id = api.post("/api/v1/jobs/", COMPUTE, format="json").json()["id"]
+    assert api.post(f"/api/v1/jobs/{job_id}/start/").status_code == 200
+    count = WorkUnit.objects.filter(job_id=job_id).count()
+    page = api.get(f"/api/v1/jobs/{job_id}/units/?limit=2").json()
+    assert page["count"] == count > 2 and [u["index"] for u in page["results"]] == [0, 1]
+    assert page["results"][0]["start"] == 1 and page["results"][0]["status"] == "pending"
+    other = make_compute_job(make_tenant())
+    assert api.get(f"/api/v1/jobs/{other.id}/units/").status_code == 404
+
+
+def test_a_compute_jobs_result_is_a_404_until_it_completes(api, tenant) -> None:
+    worker = make_compute_worker(tenant)
+    job = make_compute_job(tenant)
+    api.post(f"/api/v1/jobs/{job.id}/start/")
+    assert api.get(f"/api/v1/jobs/{job.id}/result/").status_code == 404
+    while compute.unit_dispatch(worker_id=worker.id):
+        unit = WorkUnit.objects.get(worker=worker, status="assigned")
+        result = {"start": unit.start, "stop": unit.stop, "count": 0}
+        compute.unit_record_result(worker_id=worker.id, unit_id=unit.id, result=result, seconds=1)
+    compute.job_reduce(job_id=job.id)
+    response = api.get(f"/api/v1/jobs/{job.id}/result/")
+    assert response.status_code == 200, response.json()
+    assert response.json()["result"] == {"lo": 1, "hi": 100_000, "count": 0}
+    assert api.get(f"/api/v1/jobs/{make_job(tenant).id}/result/").status_code == 404

@@ -1,4 +1,4 @@
-"""The worker gateway over Channels' communicator: auth, the upload path and bad frames."""
+"""The worker gateway over Channels' communicator: auth, uploads, compute units, bad frames."""
 
 from __future__ import annotations
 
@@ -11,18 +11,21 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from apps.jobs import services as job_services
-from apps.jobs.models import Worker
+from apps.jobs.models import Job, Worker
 from apps.rounds.models import Assignment, Round
-from apps.testing import make_job, make_tenant, make_worker
+from apps.testing import make_compute_job, make_job, make_tenant, make_worker
 from ccgsc.asgi import application
 from ccgsc_client import wire
+from kernels.compute import get_compute_kernel
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 db = database_sync_to_async
 MLP = {"dataset": "digits", "hidden": 64}  # 4,810 parameters: several 1 KiB chunks
 
 
-async def connect(token: str) -> WebsocketCommunicator:
+async def connect(
+    token: str, kernels: tuple[str, ...] = ("softmax", "mlp")
+) -> WebsocketCommunicator:
     comm = WebsocketCommunicator(application, "/ws/worker/")
     connected, _ = await comm.connect()
     assert connected
@@ -32,7 +35,7 @@ async def connect(token: str) -> WebsocketCommunicator:
                 "type": "hello",
                 "protocol": wire.PROTOCOL_VERSION,
                 "token": token,
-                "capabilities": {"kernels": ["softmax", "mlp"]},
+                "capabilities": {"kernels": list(kernels)},
             }
         )
     )
@@ -441,4 +444,49 @@ async def test_a_worker_cannot_fetch_another_tenants_model(tenant):
     await send(stranger, {"type": "model_request", "version": assign["model"]["version"]})
     await expect_error(stranger, "unknown_model")
     await stranger.disconnect()
+    await comm.disconnect()
+
+
+async def test_a_compute_worker_runs_every_unit_and_the_job_completes_with_the_count(tenant):
+    worker, token = await db(make_worker)(tenant, connected=False)
+    job = await db(make_compute_job)(tenant)
+    await db(job_services.job_start)(job_id=job.id)
+    comm = await connect(token, kernels=("primes",))
+    assert (await receive(comm))["type"] == "welcome"
+    kernel = get_compute_kernel("primes")
+    units = []
+    for _ in range(5):
+        unit = await receive(comm)
+        assert unit["type"] == "unit" and unit["job"] == job.id and unit["kernel"] == "primes"
+        units.append(unit["spec"])
+        result = kernel.run(unit["spec"], unit["config"])
+        await send(
+            comm, {"type": "unit_result", "unit": unit["unit"], "result": result, "seconds": 0.1}
+        )
+        assert await receive(comm) == {
+            "type": "unit_ack",
+            "unit": unit["unit"],
+            "status": "accepted",
+        }
+    assert units[0]["start"] == 1 and units[-1]["stop"] == 100_001
+    assert await comm.receive_nothing(0.2)
+    job = await db(Job.objects.get)(pk=job.id)
+    assert job.status == "completed" and job.result["count"] == 9592
+    await comm.disconnect()
+
+
+async def test_a_result_for_a_unit_the_worker_does_not_hold_gets_an_error_frame(tenant):
+    _, token = await db(make_worker)(tenant, connected=False)
+    job = await db(make_compute_job)(tenant)
+    await db(job_services.job_start)(job_id=job.id)
+    comm = await connect(token, kernels=("primes",))
+    assert (await receive(comm))["type"] == "welcome"
+    unit = await receive(comm)
+    result = {"start": 1, "stop": 2, "count": 0}
+    await send(
+        comm, {"type": "unit_result", "unit": unit["unit"] + 1, "result": result, "seconds": 1}
+    )
+    error = await receive(comm)
+    assert error["type"] == "error" and error["code"] == "unknown_assignment"
+    assert error["ref"] == {"unit": unit["unit"] + 1}
     await comm.disconnect()

@@ -1,0 +1,29 @@
+"""Celery tasks for compute jobs: thin, idempotent wrappers that take ids and call a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.jobs import compute
+
+
+@shared_task
+def units_dispatch(tenant_id: int) -> int:
+    return compute.units_dispatch(tenant_id=tenant_id)
+
+
+@shared_task(acks_late=True)
+def job_reduce(job_id: int) -> None:
+    """The job row is locked and its status checked inside the service: a repeat does nothing."""
+    compute.job_reduce(job_id=job_id)
+
+
+@shared_task
+def units_sweep() -> dict:
+    return compute.units_sweep()
+
+
+@shared_task
+def worker_units_release(worker_id: int) -> int:
+    """After the reconnect grace: requeue the units of a worker that did not come back."""
+    return compute.worker_units_release(worker_id=worker_id)
