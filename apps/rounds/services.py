@@ -20,7 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.jobs import gateway
-from apps.jobs.models import Job, Worker
+from apps.jobs.models import Job, Worker, WorkUnit
 from apps.registry.models import ModelVersion
 from apps.registry.services import model_version_create, model_weights
 from apps.rounds import strategies
@@ -506,8 +506,12 @@ def _round_fail(fl_round: Round, reason: str) -> None:
 
 
 def job_finish(job: Job, status: str, error: str = "") -> None:
+    """A job ends; the compute units it still had out are taken back from their workers."""
     job.status, job.error, job.ended_at = status, error, timezone.now()
     job.save(update_fields=["status", "error", "ended_at"])
+    WorkUnit.objects.filter(job=job, status=WorkUnit.Status.ASSIGNED).update(
+        status=WorkUnit.Status.PENDING, worker=None, deadline=None, error=f"job {status}"
+    )
     transaction.on_commit(lambda: gateway.notify_director(job.id))
 
 

@@ -248,3 +248,30 @@ def test_a_paused_job_hands_out_no_units(tenant, django_capture_on_commit_callba
     assert dispatch(worker, django_capture_on_commit_callbacks) is None
     start(job, django_capture_on_commit_callbacks, execute=True)  # resumed: handed out again
     assert WorkUnit.objects.filter(worker=worker, status="assigned").count() == 1
+
+
+def test_cancelling_a_compute_job_takes_its_units_back_from_the_workers(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    worker = make_compute_worker(tenant)
+    job = make_compute_job(tenant)
+    start(job, django_capture_on_commit_callbacks)
+    assert dispatch(worker, django_capture_on_commit_callbacks) is not None
+    with django_capture_on_commit_callbacks(execute=False):
+        job_services.job_cancel(job_id=job.id)
+    assert not WorkUnit.objects.filter(worker=worker, status=WorkUnit.Status.ASSIGNED).exists()
+    assert worker.id in compute.idle_workers(tenant.id)
+
+
+def test_a_worker_holding_a_unit_is_not_selected_for_a_training_round(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    from apps.rounds.selectors import eligible_workers
+    from apps.testing import make_job
+
+    worker = make_compute_worker(tenant, kernels=["primes", "softmax"])
+    start(make_compute_job(tenant), django_capture_on_commit_callbacks)
+    training = make_job(tenant)
+    assert worker.id in [w.id for w in eligible_workers(training)]
+    dispatch(worker, django_capture_on_commit_callbacks)
+    assert worker.id not in [w.id for w in eligible_workers(training)]
