@@ -80,6 +80,7 @@ class Worker:
         name: str = "",
         delay_s: float = 0.0,
         max_backoff_s: float = 30.0,
+        faulty_compute: bool = False,
     ) -> None:
         self.url = server.rstrip("/") + "/ws/worker/"
         self.token, self.name = token, name
@@ -90,6 +91,7 @@ class Worker:
         self.stats = Stats()
         self.samples_per_s: float | None = None
         self.unit_results: dict[int, dict] = {}  # unit id -> unit_result not yet acknowledged
+        self.faulty_compute = faulty_compute  # a test fault injector: see `wrong`
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -148,6 +150,8 @@ class Worker:
         start = time.perf_counter()
         result = kernel.run(unit["spec"], kernel.resolve_config(unit["config"]))
         seconds = time.perf_counter() - start
+        if self.faulty_compute:
+            result = wrong(result, kernel.exact_fields)
         return {"type": "unit_result", "unit": unit["unit"], "result": result, "seconds": seconds}
 
 
@@ -462,6 +466,12 @@ class _Session:
         await self._finished(p)
 
 
+def wrong(result: dict, exact_fields: tuple[str, ...]) -> dict:
+    """A test fault injector: the result with every exact integer field off by one, so that a
+    server validating replicas must outvote it. Never used outside tests."""
+    return {k: v + 1 if k in exact_fields and isinstance(v, int) else v for k, v in result.items()}
+
+
 def finite_metrics(metrics: dict) -> dict:
     """Loss and accuracy as JSON allows them: a diverged, non-finite value is left out."""
     return {k: float(metrics[k]) for k in ("loss", "accuracy") if np.isfinite(metrics[k])}
@@ -513,6 +523,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="partition seed")
     parser.add_argument("--name", default="", help="a name shown in the Director")
     parser.add_argument("--delay", type=float, default=0.0, help="extra seconds per round")
+    # A test fault injector (hidden from --help): return wrong compute results, off by one in
+    # every exact field, to exercise the server's replica validation.
+    parser.add_argument("--faulty-compute", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -521,7 +534,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     X, y = load_data(args)
-    worker = Worker(args.server, args.token, X, y, name=args.name, delay_s=args.delay)
+    worker = Worker(
+        args.server,
+        args.token,
+        X,
+        y,
+        name=args.name,
+        delay_s=args.delay,
+        faulty_compute=args.faulty_compute,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(worker.run())
 

@@ -171,8 +171,10 @@ class Stack:
         dataset: str | None = "digits",
         partition: str = "iid",
         delay: float = 0.0,
+        faulty_compute: bool = False,
     ) -> subprocess.Popen:
-        """A worker process; with no dataset it runs compute units only."""
+        """A worker process; with no dataset it runs compute units only (wrongly, when
+        ``faulty_compute``: a test fault injector)."""
         argv = [
             sys.executable,
             "-m",
@@ -185,6 +187,8 @@ class Stack:
         ]
         if dataset is not None:
             argv += ["--dataset", dataset, "--shard", shard, "--partition", partition]
+        if faulty_compute:
+            argv.append("--faulty-compute")
         proc = self._spawn(f"worker-{len(self.workers)}", argv)
         self.workers.append(proc)
         return proc

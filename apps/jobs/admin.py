@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from apps.jobs.models import Job, Membership, Tenant, Worker, WorkUnit
+from apps.jobs.models import Job, Membership, Tenant, UnitReplica, Worker, WorkUnit
 
 
 class MembershipInline(admin.TabularInline):
@@ -44,6 +44,8 @@ class WorkerAdmin(admin.ModelAdmin):
         "last_seen",
         "updates_accepted",
         "updates_rejected",
+        "credit",
+        "trust",
         "is_active",
     ]
     list_filter = ["kind", "is_active", "tenant"]
@@ -54,6 +56,13 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(WorkUnit)
 class WorkUnitAdmin(admin.ModelAdmin):
-    list_display = ["id", "job", "index", "start", "stop", "status", "attempts", "worker"]
+    list_display = ["id", "job", "index", "start", "stop", "status", "in_play", "wanted", "worker"]
     list_filter = ["status"]
     raw_id_fields = ["job", "worker"]
+
+
+@admin.register(UnitReplica)
+class UnitReplicaAdmin(admin.ModelAdmin):
+    list_display = ["id", "unit", "worker", "status", "seconds", "deadline", "returned_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["unit", "worker"]

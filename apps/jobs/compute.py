@@ -1,8 +1,9 @@
-"""Work-unit transitions of compute jobs: split, dispatch, result, requeue and reduce.
+"""Work-unit transitions of compute jobs: split, replica dispatch, result, validation, reduce.
 
 Each transition is one transaction. Lock order, wherever two are taken: the job, then the
-worker, then its units. A unit is handed out by a conditional UPDATE from pending, so two
-dispatchers never hand out the same unit; a worker holds at most one unit at a time.
+worker, then its units, then the workers credited. A replica is handed out by a conditional
+UPDATE of its unit's ``in_play`` counter, so two dispatchers never over-assign a unit; a worker
+holds at most one replica at a time and never two replicas of one unit.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.jobs import gateway
-from apps.jobs.models import Job, Worker, WorkUnit
+from apps.jobs import gateway, validation
+from apps.jobs.models import Job, UnitReplica, Worker, WorkUnit
 from apps.rounds.selectors import busy_worker_ids
 from kernels.compute import ComputeKernel, get_compute_kernel
 
@@ -47,16 +48,25 @@ def job_units_start(*, job: Job, first_start: bool) -> None:
     if first_start and not job.units.exists():
         spec = get_compute_kernel(job.kernel)
         units = spec.split(job.config, target_cost=job.policy["unit_seconds"])
+        wanted, quorum = job.policy["replicas"], job.policy["quorum"]
         WorkUnit.objects.bulk_create(
-            WorkUnit(job=job, index=i, start=u["start"], stop=u["stop"], cost=u["cost"])
+            WorkUnit(
+                job=job,
+                index=i,
+                start=u["start"],
+                stop=u["stop"],
+                cost=u["cost"],
+                wanted=wanted,
+                quorum=quorum,
+            )
             for i, u in enumerate(units)
         )
     transaction.on_commit(lambda: _tasks().units_dispatch.delay(job.tenant_id))
     transaction.on_commit(lambda: _tasks().job_reduce.delay(job.id))  # a resumed job may be done
 
 
-def unit_frame(unit: WorkUnit) -> dict:
-    job = unit.job
+def unit_frame(replica: UnitReplica) -> dict:
+    unit, job = replica.unit, replica.unit.job
     return {
         "type": "unit",
         "unit": unit.id,
@@ -64,83 +74,102 @@ def unit_frame(unit: WorkUnit) -> dict:
         "kernel": job.kernel,
         "config": job.config,
         "spec": {"start": unit.start, "stop": unit.stop},
-        "deadline": unit.deadline.isoformat(),
+        "deadline": replica.deadline.isoformat(),
     }
 
 
+_OUT = UnitReplica.Status.ASSIGNED
+
+
 def idle_workers(tenant_id: int) -> list[int]:
-    """Ids of the tenant's connected, recently seen workers holding no unit and no assignment."""
+    """Ids of the tenant's connected, recently seen workers holding no replica and no
+    assignment."""
     fresh = timezone.now() - timedelta(seconds=settings.CCGSC_WORKER_TIMEOUT_S)
     return list(
         Worker.objects.filter(tenant_id=tenant_id, is_active=True, last_seen__gte=fresh)
         .exclude(channel_name="")
-        .exclude(units__status=WorkUnit.Status.ASSIGNED)
+        .exclude(replicas__status=_OUT)
         .exclude(id__in=busy_worker_ids())
         .values_list("id", flat=True)
     )
 
 
 def units_dispatch(*, tenant_id: int) -> int:
-    """Give each idle worker of the tenant a pending unit it can run; returns units handed out."""
+    """Give each idle worker of the tenant a replica it can run; returns replicas handed out."""
     return sum(unit_dispatch(worker_id=worker_id) for worker_id in idle_workers(tenant_id))
 
 
 @transaction.atomic
 def unit_dispatch(*, worker_id: int) -> int:
-    """Send the worker the unit it holds again, or claim the next pending unit for it.
+    """Send the worker the replica it holds again, or claim a replica of the next unit that
+    needs one and that the worker has not computed.
 
-    Returns 1 when a unit was newly claimed, else 0. The worker row is locked (skipping it when
-    another dispatcher holds it) so a worker never gets two units; the unit is claimed by a
-    conditional UPDATE from pending.
+    Returns 1 when a replica was newly claimed, else 0. The worker row is locked (skipping it
+    when another dispatcher holds it) so a worker never gets two replicas at once.
     """
     worker = Worker.objects.select_for_update(skip_locked=True).filter(pk=worker_id).first()
     if worker is None or not worker.channel_name or not worker.is_active:
         return 0
-    held = WorkUnit.objects.filter(worker=worker, status=WorkUnit.Status.ASSIGNED)
-    held = held.select_related("job").first()
-    if held is not None:
-        frame = unit_frame(held)
-        transaction.on_commit(lambda: gateway.send_frames([(worker.channel_name, frame)]))
+    held = UnitReplica.objects.filter(worker=worker, status=_OUT)
+    held = held.select_related("unit__job").first()
+    replica = held or _claim(worker)
+    if replica is None:
         return 0
-    unit = _claim(worker)
-    if unit is None:
-        return 0
-    frame = unit_frame(unit)
+    frame = unit_frame(replica)
     transaction.on_commit(lambda: gateway.send_frames([(worker.channel_name, frame)]))
-    return 1
+    return 0 if held else 1
 
 
-def _claim(worker: Worker) -> WorkUnit | None:
+_OPEN = [WorkUnit.Status.ASSIGNED, WorkUnit.Status.RETURNED, WorkUnit.Status.DISPUTED]
+
+
+def _claim(worker: Worker) -> UnitReplica | None:
+    """Claim a replica: a pending unit (deciding its replication, see validation.replication)
+    or an open unit with fewer replicas in play than it wants, each by a conditional UPDATE."""
     kernels = worker.capabilities.get("kernels", [])
     candidates = (
         WorkUnit.objects.filter(
-            status=WorkUnit.Status.PENDING,
+            Q(status=WorkUnit.Status.PENDING) | Q(status__in=_OPEN, in_play__lt=F("wanted")),
             job__tenant_id=worker.tenant_id,
             job__status=Job.Status.RUNNING,
             job__type=Job.Type.COMPUTE,
             job__kernel__in=kernels,
         )
+        .exclude(replicas__worker=worker)
         .order_by("job_id", "index")
-        .values_list("id", "job__policy")[:8]
+        .values_list("id", "job_id", "index", "status", "job__policy")[:8]
     )
     now = timezone.now()
-    for unit_id, policy in candidates:
-        claimed = WorkUnit.objects.filter(pk=unit_id, status=WorkUnit.Status.PENDING).update(
-            status=WorkUnit.Status.ASSIGNED,
-            worker=worker,
-            assigned_at=now,
-            deadline=now + timedelta(seconds=policy["unit_deadline_s"]),
-        )
+    for unit_id, job_id, index, status, policy in candidates:
+        if status == WorkUnit.Status.PENDING:
+            spot = validation.is_spot_checked(job_id, index, policy["spot_check_rate"])
+            wanted, quorum = validation.replication(
+                trust=worker.trust, spot_checked=spot, policy=policy
+            )
+            claimed = WorkUnit.objects.filter(pk=unit_id, status=WorkUnit.Status.PENDING).update(
+                status=WorkUnit.Status.ASSIGNED,
+                wanted=wanted,
+                quorum=quorum,
+                in_play=1,
+                assigned_at=now,
+            )
+        else:
+            claimed = WorkUnit.objects.filter(
+                pk=unit_id, status__in=_OPEN, in_play__lt=F("wanted")
+            ).update(in_play=F("in_play") + 1)
         if claimed:
-            return WorkUnit.objects.select_related("job").get(pk=unit_id)
+            deadline = now + timedelta(seconds=policy["unit_deadline_s"])
+            replica = UnitReplica.objects.create(unit_id=unit_id, worker=worker, deadline=deadline)
+            return UnitReplica.objects.select_related("unit__job").get(pk=replica.pk)
     return None
 
 
 def unit_record_result(*, worker_id: int, unit_id: int, result: Any, seconds: float) -> str:
-    """assigned → done with the worker's result; "accepted" again when the result repeats.
+    """The worker's replica: assigned → returned, then the unit is validated if it can be;
+    "accepted" again when the result repeats.
 
-    A unit not assigned to this worker raises UnitError("unknown_assignment"); a result that
-    does not fit the kernel returns the unit to pending (that is committed) and raises
+    A unit the worker holds no replica of raises UnitError("unknown_assignment"); a result
+    that does not fit the kernel fails the replica (that is committed) and raises
     UnitError("bad_result").
     """
     status = _record_result(worker_id=worker_id, unit_id=unit_id, result=result, seconds=seconds)
@@ -150,31 +179,95 @@ def unit_record_result(*, worker_id: int, unit_id: int, result: Any, seconds: fl
 
 
 BAD_RESULT = "bad_result"
+_ANSWERED = {
+    UnitReplica.Status.RETURNED,
+    UnitReplica.Status.VALID,
+    UnitReplica.Status.REJECTED,
+}
 
 
 @transaction.atomic
 def _record_result(*, worker_id: int, unit_id: int, result: Any, seconds: float) -> str:
     job_id = WorkUnit.objects.filter(pk=unit_id).values_list("job_id", flat=True).first()
     job = Job.objects.select_for_update().filter(pk=job_id).first()
-    unit = WorkUnit.objects.select_for_update().filter(pk=unit_id, worker_id=worker_id).first()
-    if job is None or unit is None or unit.status not in _HELD:
+    unit = WorkUnit.objects.select_for_update().filter(pk=unit_id).first()
+    replica = UnitReplica.objects.filter(unit_id=unit_id, worker_id=worker_id)
+    replica = replica.select_for_update().first()
+    if job is None or unit is None or replica is None:
         raise UnitError("unknown_assignment", f"no unit {unit_id} for you", unit_id)
-    if unit.status == WorkUnit.Status.DONE:
+    if replica.status in _ANSWERED:
         return ACCEPTED  # a repeated result whose acknowledgement was lost
+    if replica.status != _OUT:
+        raise UnitError("unknown_assignment", f"no unit {unit_id} for you", unit_id)
     spec = get_compute_kernel(job.kernel)
     if not _fits(spec, unit, result):
-        _requeue(job, unit, BAD_RESULT)
+        _replica_end(job, unit, replica, UnitReplica.Status.FAILED, BAD_RESULT)
         return BAD_RESULT
-    unit.status, unit.result, unit.error = WorkUnit.Status.DONE, dict(result), ""
-    unit.seconds, unit.finished_at = max(float(seconds), 0.0), timezone.now()
-    unit.save(update_fields=["status", "result", "error", "seconds", "finished_at"])
-    if job.status == Job.Status.RUNNING and not job.units.exclude(status=_DONE).exists():
-        transaction.on_commit(lambda: _tasks().job_reduce.delay(job.id))
+    replica.status, replica.result = UnitReplica.Status.RETURNED, dict(result)
+    replica.seconds, replica.returned_at = max(float(seconds), 0.0), timezone.now()
+    replica.save(update_fields=["status", "result", "seconds", "returned_at"])
+    if unit.status in _OPEN:
+        _validate(job, unit, spec)
+    elif unit.status in _SETTLED:
+        _judge([replica], canonical=unit.result, spec=spec, job=job, cost=unit.cost, checked=True)
     return ACCEPTED
 
 
-_DONE = WorkUnit.Status.DONE
-_HELD = {WorkUnit.Status.ASSIGNED, WorkUnit.Status.DONE}
+_SETTLED = {WorkUnit.Status.VALIDATED, WorkUnit.Status.DONE}
+
+
+def _validate(job: Job, unit: WorkUnit, spec: ComputeKernel) -> None:
+    """With the job and unit locked: validate the unit if ``quorum`` of its returned results
+    agree pairwise, else mark it disputed and want another replica (failing it, and its job,
+    beyond ``max_replicas``)."""
+    returned = list(unit.replicas.filter(status=UnitReplica.Status.RETURNED).order_by("id"))
+    results = [r.result for r in returned]
+    group = validation.agreeing_group(results, lambda a, b: spec.agree(a, b, job.config))
+    if len(group) >= unit.quorum:
+        canonical = returned[group[0]]
+        unit.status, unit.result = WorkUnit.Status.VALIDATED, canonical.result
+        unit.worker_id, unit.seconds = canonical.worker_id, canonical.seconds
+        unit.finished_at = timezone.now()
+        unit.save(update_fields=["status", "result", "worker", "seconds", "finished_at"])
+        checked = unit.quorum > 1 or len(returned) > 1
+        _judge(returned, canonical=unit.result, spec=spec, job=job, cost=unit.cost, checked=checked)
+        if not job.units.exclude(status__in=_SETTLED).exists():
+            transaction.on_commit(lambda: _tasks().job_reduce.delay(job.id))
+        return
+    disputed = len(group) < len(returned)
+    needed = validation.results_still_needed(len(returned), len(group), unit.quorum)
+    if needed > job.policy["max_replicas"]:
+        _unit_fail(job, unit, f"results disagree after {len(returned)} replicas", "disputed")
+        return
+    unit.status = WorkUnit.Status.DISPUTED if disputed else WorkUnit.Status.RETURNED
+    unit.wanted = max(unit.wanted, needed)
+    unit.save(update_fields=["status", "wanted"])
+    if unit.in_play < unit.wanted:
+        transaction.on_commit(lambda: _tasks().units_dispatch.delay(job.tenant_id))
+
+
+def _judge(
+    replicas: list[UnitReplica],
+    *,
+    canonical: Any,
+    spec: ComputeKernel,
+    job: Job,
+    cost: float,
+    checked: bool,
+) -> None:
+    """Replicas that agree with the canonical result are valid and credited with the unit's
+    cost; the others are rejected. Trust moves only when another result ``checked`` these
+    (a trusted worker's result accepted alone earns credit but no trust)."""
+    for replica in sorted(replicas, key=lambda r: r.worker_id):  # a fixed lock order
+        agreed = spec.agree(replica.result, canonical, job.config)
+        replica.status = UnitReplica.Status.VALID if agreed else UnitReplica.Status.REJECTED
+        replica.save(update_fields=["status"])
+        worker = Worker.objects.select_for_update().get(pk=replica.worker_id)
+        if agreed:
+            worker.credit += cost
+        if checked or not agreed:
+            worker.trust = validation.trust_after(worker.trust, agreed=agreed)
+        worker.save(update_fields=["credit", "trust"])
 
 
 def _fits(spec: ComputeKernel, unit: WorkUnit, result: Any) -> bool:
@@ -184,58 +277,81 @@ def _fits(spec: ComputeKernel, unit: WorkUnit, result: Any) -> bool:
     return spec.agree(result, {**result, "start": unit.start, "stop": unit.stop}, {})
 
 
-def _requeue(job: Job, unit: WorkUnit, reason: str) -> None:
-    """With the job and unit locked: the attempt ended without a result. The unit goes back
-    to pending, or fails (and fails its job) after the policy's max_attempts."""
+def _replica_end(job: Job, unit: WorkUnit, replica: UnitReplica, status: str, reason: str) -> None:
+    """With the job and unit locked: a replica ended without a result. Its place goes back
+    to the unit (which is pending again when no replica is left in play), or the unit fails
+    (and fails its job) after the policy's max_attempts."""
+    replica.status, replica.error = status, reason
+    replica.save(update_fields=["status", "error"])
+    if unit.status not in {WorkUnit.Status.PENDING, *_OPEN}:
+        return  # the unit was settled already; it needs nothing more
     unit.attempts += 1
-    unit.error, unit.worker, unit.deadline = reason, None, None
+    unit.error, unit.in_play = reason, max(unit.in_play - 1, 0)
     if unit.attempts >= job.policy["max_attempts"]:
-        unit.status, unit.finished_at = WorkUnit.Status.FAILED, timezone.now()
-    else:
+        _unit_fail(job, unit, f"failed after {unit.attempts} attempts ({reason})", reason)
+        return
+    if unit.status == WorkUnit.Status.ASSIGNED and unit.in_play == 0:
         unit.status = WorkUnit.Status.PENDING
-    unit.save(update_fields=["attempts", "error", "worker", "deadline", "status", "finished_at"])
-    if unit.status == WorkUnit.Status.FAILED and job.status in _ACTIVE:
+    unit.save(update_fields=["attempts", "error", "in_play", "status"])
+    transaction.on_commit(lambda: _tasks().units_dispatch.delay(job.tenant_id))
+
+
+def _unit_fail(job: Job, unit: WorkUnit, message: str, reason: str) -> None:
+    unit.status, unit.error, unit.finished_at = WorkUnit.Status.FAILED, reason, timezone.now()
+    unit.save(update_fields=["attempts", "error", "in_play", "status", "wanted", "finished_at"])
+    if job.status in _ACTIVE:
         from apps.rounds.services import job_finish
 
-        message = f"unit {unit.index} failed after {unit.attempts} attempts ({reason})"
-        job_finish(job, Job.Status.FAILED, message)
-    else:
-        transaction.on_commit(lambda: _tasks().units_dispatch.delay(job.tenant_id))
+        job_finish(job, Job.Status.FAILED, f"unit {unit.index} {message}")
 
 
 _ACTIVE = {Job.Status.RUNNING, Job.Status.PAUSED}
 
 
 @transaction.atomic
-def unit_requeue(*, unit_id: int, reason: str) -> None:
-    """An assigned unit whose worker is gone or whose deadline passed goes back to pending."""
-    job_id = WorkUnit.objects.filter(pk=unit_id).values_list("job_id", flat=True).first()
+def replica_requeue(*, replica_id: int, reason: str) -> None:
+    """An assigned replica whose worker is gone or whose deadline passed times out; its unit
+    wants another."""
+    found = UnitReplica.objects.filter(pk=replica_id).values_list("unit__job_id", "unit_id")
+    job_id, unit_id = found.first() or (None, None)
     job = Job.objects.select_for_update().filter(pk=job_id).first()
     unit = WorkUnit.objects.select_for_update().filter(pk=unit_id).first()
-    if job is None or unit is None or unit.status != WorkUnit.Status.ASSIGNED:
+    replica = UnitReplica.objects.select_for_update().filter(pk=replica_id).first()
+    if job is None or unit is None or replica is None or replica.status != _OUT:
         return
-    _requeue(job, unit, reason)
+    _replica_end(job, unit, replica, UnitReplica.Status.TIMEOUT, reason)
+
+
+def job_replicas_release(job: Job, reason: str) -> None:
+    """With the job locked as it ends: the replicas it still had out are taken back."""
+    out = UnitReplica.objects.filter(unit__job=job, status=_OUT)
+    out.update(status=UnitReplica.Status.FAILED, error=reason)
+    for unit in job.units.filter(status__in=_OPEN):
+        in_play = unit.replicas.filter(status__in=[_OUT, UnitReplica.Status.RETURNED]).count()
+        status = WorkUnit.Status.PENDING if unit.status == WorkUnit.Status.ASSIGNED else unit.status
+        WorkUnit.objects.filter(pk=unit.pk).update(in_play=in_play, status=status)
 
 
 def worker_units_release(*, worker_id: int) -> int:
-    """Requeue the units of a worker that did not come back within the reconnect grace."""
+    """Time out the replicas of a worker that did not come back within the reconnect grace."""
     if Worker.objects.filter(pk=worker_id).exclude(channel_name="").exists():
         return 0  # it reconnected
-    held = WorkUnit.objects.filter(worker_id=worker_id, status=WorkUnit.Status.ASSIGNED)
+    held = UnitReplica.objects.filter(worker_id=worker_id, status=_OUT)
     ids = list(held.values_list("id", flat=True))
-    for unit_id in ids:
-        unit_requeue(unit_id=unit_id, reason="disconnected")
+    for replica_id in ids:
+        replica_requeue(replica_id=replica_id, reason="disconnected")
     return len(ids)
 
 
 def job_reduce(*, job_id: int) -> None:
-    """running → completed: reduce the units' results with the kernel and store the job's
-    result. The job row is locked while it is read and written, so a repeat does nothing."""
+    """running → completed: reduce the units' canonical results with the kernel and store the
+    job's result; the units are then done. The job row is locked while it is read and written,
+    so a repeat does nothing."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.type != Job.Type.COMPUTE or job.status != Job.Status.RUNNING:
             return
-        if job.units.exclude(status=_DONE).exists() or not job.units.exists():
+        if job.units.exclude(status__in=_SETTLED).exists() or not job.units.exists():
             return
         from apps.rounds.services import job_finish
 
@@ -246,32 +362,34 @@ def job_reduce(*, job_id: int) -> None:
             job_finish(job, Job.Status.FAILED, f"reduce failed: {exc}")
             return
         job.save(update_fields=["result"])
+        job.units.filter(status=WorkUnit.Status.VALIDATED).update(status=WorkUnit.Status.DONE)
         job_finish(job, Job.Status.COMPLETED)
 
 
 def units_sweep() -> dict:
-    """Periodic repair: requeue overdue units and those of workers gone past the grace, hand
-    out pending units, and reduce finished jobs whose reduce was lost."""
+    """Periodic repair: time out overdue replicas and those of workers gone past the grace,
+    hand out units that want replicas, and reduce finished jobs whose reduce was lost."""
     now = timezone.now()
     gone = now - timedelta(seconds=settings.CCGSC_RECONNECT_GRACE_S)
-    stuck = WorkUnit.objects.filter(status=WorkUnit.Status.ASSIGNED).filter(
+    stuck = UnitReplica.objects.filter(status=_OUT).filter(
         Q(deadline__lt=now) | Q(worker__channel_name="", worker__last_seen__lt=gone)
     )
     requeued = 0
-    for unit_id, deadline in stuck.values_list("id", "deadline"):
-        unit_requeue(unit_id=unit_id, reason="deadline" if deadline < now else "disconnected")
+    for replica_id, deadline in stuck.values_list("id", "deadline"):
+        replica_requeue(
+            replica_id=replica_id, reason="deadline" if deadline < now else "disconnected"
+        )
         requeued += 1
     running = Job.objects.filter(type=Job.Type.COMPUTE, status=Job.Status.RUNNING)
-    for tenant_id in (
-        running.filter(units__status=WorkUnit.Status.PENDING)
-        .values_list("tenant_id", flat=True)
-        .distinct()
-    ):
+    wanting = Q(units__status=WorkUnit.Status.PENDING) | Q(
+        units__status__in=_OPEN, units__in_play__lt=F("units__wanted")
+    )
+    for tenant_id in running.filter(wanting).values_list("tenant_id", flat=True).distinct():
         units_dispatch(tenant_id=tenant_id)
-    finished = running.exclude(units__status__in=[*_PENDING_OR_HELD, WorkUnit.Status.FAILED])
+    finished = running.exclude(units__status__in=_UNSETTLED)
     for job_id in finished.filter(units__isnull=False).values_list("id", flat=True).distinct():
         job_reduce(job_id=job_id)
     return {"requeued": requeued}
 
 
-_PENDING_OR_HELD = [WorkUnit.Status.PENDING, WorkUnit.Status.ASSIGNED]
+_UNSETTLED = [WorkUnit.Status.PENDING, *_OPEN, WorkUnit.Status.FAILED]

@@ -1,4 +1,4 @@
-"""Tenants, their members, jobs, workers and the work units of compute jobs."""
+"""Tenants, their members, jobs, workers, and the work units of compute jobs with their replicas."""
 
 from __future__ import annotations
 
@@ -104,6 +104,11 @@ class Worker(models.Model):
     bad_frames = models.PositiveIntegerField(default=0)
     consent_version = models.CharField(max_length=32, blank=True)
     consented_at = models.DateTimeField(null=True, blank=True)
+    # Credit: the cost of the compute units this worker's results helped validate. Trust, in
+    # [0, 1]: rises with results that agree with a quorum, halves with each rejected one; see
+    # apps.jobs.validation.
+    credit = models.FloatField(default=0.0)
+    trust = models.FloatField(default=0.5)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -119,11 +124,34 @@ class Worker(models.Model):
 
 
 class WorkUnit(models.Model):
-    """One slice [start, stop) of a compute job's index space, run by one worker at a time."""
+    """One slice [start, stop) of a compute job's index space, computed by ``wanted`` distinct
+    workers (its replicas) until ``quorum`` of their results agree.
+
+    The states follow the architecture page's "pending → assigned → returned → validated |
+    disputed → done | failed":
+
+    - pending: no replica out and no result yet (a fresh unit, or one whose replicas all
+      timed out); the next claim decides ``wanted`` and ``quorum`` (apps.jobs.validation).
+    - assigned: replicas are out (the "in progress" of the grid), no result back yet.
+    - returned: results are back and agree so far, but fewer than ``quorum``.
+    - disputed: returned results disagree; ``wanted`` grew, so another replica goes out.
+    - validated: ``quorum`` results agree pairwise; ``result`` holds the canonical one and
+      ``worker`` the worker that computed it.
+    - done: the job's reduce folded the canonical result into the job's result.
+    - failed: too many replicas ended without a result (policy ``max_attempts``) or the
+      results still disagreed at ``max_replicas``.
+
+    ``in_play`` counts the replicas assigned or returned (not timed out or failed); a unit is
+    handed out while ``in_play < wanted``, by a conditional UPDATE of that counter.
+    ``deadline`` is unused since deadlines are kept per replica.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
         ASSIGNED = "assigned"
+        RETURNED = "returned"
+        DISPUTED = "disputed"
+        VALIDATED = "validated"
         DONE = "done"
         FAILED = "failed"
 
@@ -133,7 +161,10 @@ class WorkUnit(models.Model):
     stop = models.BigIntegerField()
     cost = models.FloatField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)  # attempts that ended without a result
+    attempts = models.PositiveIntegerField(default=0)  # replicas that ended without a result
+    wanted = models.PositiveSmallIntegerField(default=1)
+    quorum = models.PositiveSmallIntegerField(default=1)
+    in_play = models.PositiveSmallIntegerField(default=0)
     worker = models.ForeignKey(
         Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="units"
     )
@@ -156,3 +187,40 @@ class WorkUnit(models.Model):
 
     def __str__(self) -> str:
         return f"unit {self.index} of job {self.job_id} ({self.status})"
+
+
+class UnitReplica(models.Model):
+    """One worker's copy of a work unit: assigned → returned → valid | rejected, or
+    assigned → timeout (deadline passed or worker gone) | failed (a result that does not fit
+    the unit, or the job ended). A worker never holds two replicas of one unit."""
+
+    class Status(models.TextChoices):
+        ASSIGNED = "assigned"
+        RETURNED = "returned"  # awaiting a quorum
+        VALID = "valid"  # agreed with the canonical result: credited
+        REJECTED = "rejected"  # outvoted: no credit, trust lowered
+        TIMEOUT = "timeout"
+        FAILED = "failed"
+
+    unit = models.ForeignKey(WorkUnit, on_delete=models.CASCADE, related_name="replicas")
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="replicas")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ASSIGNED)
+    result = models.JSONField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+    error = models.CharField(max_length=64, blank=True)
+    deadline = models.DateTimeField()
+    assigned_at = models.DateTimeField(auto_now_add=True)
+    returned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["unit", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["unit", "worker"], name="unitreplica_unique")
+        ]
+        indexes = [
+            models.Index(fields=["worker", "status"]),
+            models.Index(fields=["status", "deadline"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"replica of unit {self.unit_id} on worker {self.worker_id} ({self.status})"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS
@@ -47,7 +47,9 @@ def worker_list(tenant: Tenant) -> QuerySet:
 
 
 def unit_list(job: Job) -> QuerySet:
-    return WorkUnit.objects.filter(job=job).order_by("index")
+    return (
+        WorkUnit.objects.filter(job=job).annotate(replica_count=Count("replicas")).order_by("index")
+    )
 
 
 def job_result(tenant: Tenant, job_id: int) -> Job:

@@ -49,6 +49,10 @@ class JobOutput(serializers.ModelSerializer):
 
 
 class WorkUnitOutput(serializers.ModelSerializer):
+    """A unit with its canonical ``result`` and the number of replicas it was given."""
+
+    replicas = serializers.IntegerField(source="replica_count", read_only=True)
+
     class Meta:
         model = WorkUnit
         fields = [
@@ -58,6 +62,8 @@ class WorkUnitOutput(serializers.ModelSerializer):
             "stop",
             "cost",
             "status",
+            "replicas",
+            "quorum",
             "attempts",
             "worker",
             "deadline",
@@ -100,6 +106,8 @@ class WorkerOutput(serializers.ModelSerializer):
             "updates_accepted",
             "updates_rejected",
             "bad_frames",
+            "credit",
+            "trust",
             "is_active",
             "created_at",
         ]

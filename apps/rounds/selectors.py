@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from apps.jobs.models import Job, Worker, WorkUnit
+from apps.jobs.models import Job, UnitReplica, Worker
 from apps.rounds.models import Assignment, Round
 
 
@@ -26,7 +26,7 @@ def eligible_workers(job: Job) -> list[Worker]:
         .exclude(channel_name="")
         .exclude(kind=Worker.Kind.BROWSER, consented_at__isnull=True)
         .exclude(id__in=busy_worker_ids())
-        .exclude(units__status=WorkUnit.Status.ASSIGNED)  # busy with a compute unit
+        .exclude(replicas__status=UnitReplica.Status.ASSIGNED)  # busy with a compute unit
     )
     return [w for w in workers if job.kernel in w.capabilities.get("kernels", [job.kernel])]
 

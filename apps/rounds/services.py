@@ -19,8 +19,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.jobs import gateway
-from apps.jobs.models import Job, Worker, WorkUnit
+from apps.jobs import compute, gateway
+from apps.jobs.models import Job, Worker
 from apps.registry.models import ModelVersion
 from apps.registry.services import model_version_create, model_weights
 from apps.rounds import strategies
@@ -509,9 +509,7 @@ def job_finish(job: Job, status: str, error: str = "") -> None:
     """A job ends; the compute units it still had out are taken back from their workers."""
     job.status, job.error, job.ended_at = status, error, timezone.now()
     job.save(update_fields=["status", "error", "ended_at"])
-    WorkUnit.objects.filter(job=job, status=WorkUnit.Status.ASSIGNED).update(
-        status=WorkUnit.Status.PENDING, worker=None, deadline=None, error=f"job {status}"
-    )
+    compute.job_replicas_release(job, f"job {status}")
     transaction.on_commit(lambda: gateway.notify_director(job.id))
 
 

@@ -1,4 +1,4 @@
-"""A compute job end to end on the real stack: six Python workers count the primes below 10^7."""
+"""Compute jobs end to end on the real stack: replicated prime counts, and a faulty worker."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from tests.system.test_training import wait_for
 pytestmark = pytest.mark.system
 
 
-def test_six_python_workers_count_the_primes_up_to_ten_million(stack) -> None:
+def test_six_python_workers_count_the_primes_up_to_ten_million_twice_over(stack) -> None:
     count = 6
     for i in range(count):
         stack.spawn_worker(stack.enroll(f"volunteer-{i}"), dataset=None)
@@ -22,16 +22,49 @@ def test_six_python_workers_count_the_primes_up_to_ten_million(stack) -> None:
         type="compute",
         kernel="primes",
         config={"lo": 1, "hi": 10**7},
-        policy={"unit_seconds": 2e-4, "unit_deadline_s": 60},
+        policy={"unit_seconds": 2e-4, "unit_deadline_s": 60, "replicas": 2},
     )
     job.start()
-    job.wait(timeout=180)
+    job.wait(timeout=240)
 
     assert job.status == "completed", job.data
     assert job.result() == {"lo": 1, "hi": 10**7, "count": 664_579}
     units = job.units()
     assert len(units) > 30 and {u["status"] for u in units} == {"done"}
+    assert all(u["replicas"] >= 2 and u["quorum"] == 2 for u in units)
     assert [u["start"] for u in units[1:]] == [u["stop"] for u in units[:-1]]
     assert units[0]["start"] == 1 and units[-1]["stop"] == 10**7 + 1
     assert len({u["worker"] for u in units}) > 1  # the work was shared
     assert sum(u["result"]["count"] for u in units) == 664_579
+    workers = client.workers()
+    assert sum(w["credit"] for w in workers) == pytest.approx(2 * sum(u["cost"] for u in units))
+
+
+def test_a_worker_returning_wrong_counts_is_outvoted_and_earns_nothing(stack) -> None:
+    honest = [stack.enroll(f"honest-{i}") for i in range(3)]
+    for token in honest:
+        stack.spawn_worker(token, dataset=None)
+    stack.spawn_worker(stack.enroll("faulty"), dataset=None, faulty_compute=True)
+    client = Client(stack.base_url, stack.token)
+    wait_for(lambda: sum(w["connected"] for w in client.workers()) == 4, 120, "workers")
+    job = client.jobs.create(
+        name="primes with a faulty volunteer",
+        type="compute",
+        kernel="primes",
+        config={"lo": 1, "hi": 10**6},
+        policy={"unit_seconds": 2e-5, "unit_deadline_s": 60, "replicas": 2},
+    )
+    job.start()
+    job.wait(timeout=180)
+
+    assert job.status == "completed", job.data
+    assert job.result() == {"lo": 1, "hi": 10**6, "count": 78_498}
+    units = job.units()
+    assert {u["status"] for u in units} == {"done"} and len(units) > 5
+    workers = {w["name"]: w for w in client.workers()}
+    faulty = workers.pop("faulty")
+    assert faulty["id"] not in {u["worker"] for u in units}  # never the canonical result
+    assert faulty["credit"] == 0.0 and faulty["trust"] < 0.5
+    assert all(w["credit"] > 0 and w["trust"] > 0.5 for w in workers.values())
+    outvoted = [u for u in units if u["replicas"] > 2]
+    assert outvoted  # the faulty worker's units needed a third replica

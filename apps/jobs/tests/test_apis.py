@@ -158,6 +158,7 @@ def test_workers_are_listed_for_their_own_tenant_only(api, tenant) -> None:
     make_worker(make_tenant())
     results = api.get("/api/v1/workers/").json()["results"]
     assert [w["id"] for w in results] == [mine.id] and results[0]["connected"] is True
+    assert (results[0]["credit"], results[0]["trust"]) == (0.0, 0.5)
 
 
 def test_a_user_of_several_tenants_names_one_in_a_header(tenant) -> None:
@@ -218,7 +219,15 @@ def test_it_creates_a_compute_job_with_its_config_and_policy_resolved(api) -> No
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["type"] == "compute" and body["config"] == {"lo": 1, "hi": 1_000_000}
-    assert body["policy"] == {"unit_seconds": 5, "unit_deadline_s": 60, "max_attempts": 3}
+    assert body["policy"] == {
+        "unit_seconds": 5,
+        "unit_deadline_s": 60,
+        "max_attempts": 3,
+        "replicas": 2,
+        "quorum": 2,
+        "max_replicas": 5,
+        "spot_check_rate": 0.1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -230,6 +239,9 @@ def test_it_creates_a_compute_job_with_its_config_and_policy_resolved(api) -> No
         ({"policy": {"max_attempts": 0}}, "policy"),
         ({"policy": {"cohort_size": 4}}, "policy"),
         ({"policy": {"unit_seconds": 1e-12}}, "policy"),
+        ({"policy": {"replicas": 6}}, "policy"),
+        ({"policy": {"replicas": 2, "quorum": 3}}, "policy"),
+        ({"policy": {"replicas": 3, "max_replicas": 2}}, "policy"),
     ],
 )
 def test_an_invalid_compute_job_is_a_400_naming_the_field(api, change, field) -> None:
@@ -243,18 +255,20 @@ def test_a_started_compute_job_lists_its_units_page_by_page(api, tenant) -> None
     count = WorkUnit.objects.filter(job_id=job_id).count()
     page = api.get(f"/api/v1/jobs/{job_id}/units/?limit=2").json()
     assert page["count"] == count > 2 and [u["index"] for u in page["results"]] == [0, 1]
-    assert page["results"][0]["start"] == 1 and page["results"][0]["status"] == "pending"
+    first = page["results"][0]
+    assert first["start"] == 1 and first["status"] == "pending"
+    assert (first["replicas"], first["quorum"], first["result"]) == (0, 2, None)
     other = make_compute_job(make_tenant())
     assert api.get(f"/api/v1/jobs/{other.id}/units/").status_code == 404
 
 
 def test_a_compute_jobs_result_is_a_404_until_it_completes(api, tenant) -> None:
     worker = make_compute_worker(tenant)
-    job = make_compute_job(tenant)
+    job = make_compute_job(tenant, policy={"unit_seconds": 2e-5, "replicas": 1})
     api.post(f"/api/v1/jobs/{job.id}/start/")
     assert api.get(f"/api/v1/jobs/{job.id}/result/").status_code == 404
     while compute.unit_dispatch(worker_id=worker.id):
-        unit = WorkUnit.objects.get(worker=worker, status="assigned")
+        unit = WorkUnit.objects.get(replicas__worker=worker, replicas__status="assigned")
         result = {"start": unit.start, "stop": unit.stop, "count": 0}
         compute.unit_record_result(worker_id=worker.id, unit_id=unit.id, result=result, seconds=1)
     compute.job_reduce(job_id=job.id)

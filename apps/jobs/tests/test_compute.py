@@ -1,4 +1,4 @@
-"""Work units of compute jobs on the real database: split, claim, result, requeue, reduce."""
+"""Work units of compute jobs on the real database: split, replicas, validation, reduce."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from apps.jobs import compute
+from apps.jobs import compute, validation
 from apps.jobs import services as job_services
-from apps.jobs.models import Job, Worker, WorkUnit
+from apps.jobs.models import Job, UnitReplica, Worker, WorkUnit
 from apps.testing import make_compute_job, make_compute_worker, make_tenant
 from kernels.compute import get_compute_kernel
 from kernels.primes import count_primes
@@ -43,9 +43,26 @@ def start(job: Job, capture, execute: bool = False) -> list[WorkUnit]:
 
 
 def dispatch(worker: Worker, capture) -> WorkUnit | None:
+    """The unit of which the worker holds a replica after a dispatch, if any."""
     with capture(execute=True):
         compute.unit_dispatch(worker_id=worker.id)
-    return WorkUnit.objects.filter(worker=worker, status=WorkUnit.Status.ASSIGNED).first()
+    return WorkUnit.objects.filter(replicas__worker=worker, replicas__status="assigned").first()
+
+
+def held(worker: Worker) -> UnitReplica | None:
+    return UnitReplica.objects.filter(worker=worker, status="assigned").first()
+
+
+def report(worker: Worker, unit: WorkUnit, capture, result: dict | None = None) -> str:
+    with capture(execute=True):
+        return compute.unit_record_result(
+            worker_id=worker.id, unit_id=unit.id, result=result or right_result(unit), seconds=0.5
+        )
+
+
+def single(tenant) -> Job:
+    """A job whose units each need a single result."""
+    return make_compute_job(tenant, policy={"unit_seconds": 2e-5, "replicas": 1})
 
 
 def right_result(unit: WorkUnit) -> dict:
@@ -72,7 +89,8 @@ def test_it_hands_an_idle_worker_one_unit_of_a_kernel_it_runs(
     job = make_compute_job(tenant)
     start(job, django_capture_on_commit_callbacks)
     unit = dispatch(worker, django_capture_on_commit_callbacks)
-    assert unit is not None and unit.index == 0 and unit.deadline > timezone.now()
+    assert unit is not None and unit.index == 0 and held(worker).deadline > timezone.now()
+    assert (unit.status, unit.in_play, unit.wanted) == ("assigned", 1, 2)
     assert dispatch(other, django_capture_on_commit_callbacks) is None
     channel, frame = sent[-1]
     assert channel == worker.channel_name and frame["type"] == "unit"
@@ -80,11 +98,11 @@ def test_it_hands_an_idle_worker_one_unit_of_a_kernel_it_runs(
     # Asked again, the worker is sent the unit it holds, not a second one.
     assert dispatch(worker, django_capture_on_commit_callbacks) == unit
     assert sent[-1][1]["unit"] == unit.id
-    assert WorkUnit.objects.filter(status="assigned").count() == 1
+    assert UnitReplica.objects.filter(status="assigned").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_dispatchers_never_hand_out_a_unit_twice(tenant, sent) -> None:
+def test_concurrent_dispatchers_never_over_assign_a_unit(tenant, sent) -> None:
     workers = [make_compute_worker(tenant) for _ in range(8)]
     job = make_compute_job(tenant)
     with (
@@ -106,19 +124,20 @@ def test_concurrent_dispatchers_never_hand_out_a_unit_twice(tenant, sent) -> Non
         thread.start()
     for thread in threads:
         thread.join()
-    assigned = list(WorkUnit.objects.filter(job=job, status="assigned"))
-    assert len(assigned) == 5  # every unit, each to one worker
-    assert len({u.worker_id for u in assigned}) == 5
-    holder = {u.id: Worker.objects.get(pk=u.worker_id).channel_name for u in assigned}
-    assert {w.id for w in workers} >= {u.worker_id for u in assigned}
-    assert all(channel == holder[frame["unit"]] for channel, frame in sent)
+    replicas = list(UnitReplica.objects.filter(unit__job=job, status="assigned"))
+    assert len(replicas) == 8  # one to each worker, at most two (the policy's) per unit
+    assert len({r.worker_id for r in replicas}) == 8 == len({w.id for w in workers})
+    for unit in job.units.all():
+        assert unit.in_play == unit.replicas.count() <= 2
+    holders = {(r.unit_id, r.worker.channel_name) for r in replicas}
+    assert all((frame["unit"], channel) in holders for channel, frame in sent)  # resends too
 
 
 def test_a_result_is_recorded_once_and_accepted_again_when_it_repeats(
     tenant, django_capture_on_commit_callbacks, sent
 ) -> None:
     worker = make_compute_worker(tenant)
-    start(make_compute_job(tenant), django_capture_on_commit_callbacks)
+    start(single(tenant), django_capture_on_commit_callbacks)
     unit = dispatch(worker, django_capture_on_commit_callbacks)
     result = right_result(unit)
     for _ in range(2):
@@ -127,7 +146,8 @@ def test_a_result_is_recorded_once_and_accepted_again_when_it_repeats(
         )
         assert status == "accepted"
     unit.refresh_from_db()
-    assert unit.status == "done" and unit.result == result and unit.seconds == 0.25
+    assert unit.status == "validated" and unit.result == result and unit.seconds == 0.25
+    assert unit.worker == worker and unit.replicas.get().status == "valid"
 
 
 def test_a_result_for_a_unit_the_worker_does_not_hold_is_refused(
@@ -143,10 +163,10 @@ def test_a_result_for_a_unit_the_worker_does_not_hold_is_refused(
             )
         assert caught.value.code == "unknown_assignment"
     unit.refresh_from_db()
-    assert unit.status == "assigned" and unit.worker == worker
+    assert unit.status == "assigned" and held(worker).unit == unit
 
 
-def test_a_result_that_does_not_fit_the_unit_sends_the_unit_back_to_pending(
+def test_a_result_that_does_not_fit_the_unit_fails_its_replica_and_frees_the_unit(
     tenant, django_capture_on_commit_callbacks, sent
 ) -> None:
     worker = make_compute_worker(tenant)
@@ -157,12 +177,13 @@ def test_a_result_that_does_not_fit_the_unit_sends_the_unit_back_to_pending(
         compute.unit_record_result(worker_id=worker.id, unit_id=unit.id, result=wrong, seconds=1)
     assert caught.value.code == "bad_result"
     unit.refresh_from_db()
-    assert (unit.status, unit.attempts, unit.worker, unit.error) == (
+    assert (unit.status, unit.attempts, unit.in_play, unit.error) == (
         "pending",
         1,
-        None,
+        0,
         "bad_result",
     )
+    assert unit.replicas.get().status == "failed"
 
 
 def test_the_units_of_a_worker_that_does_not_come_back_return_to_pending(
@@ -176,7 +197,8 @@ def test_the_units_of_a_worker_that_does_not_come_back_return_to_pending(
     with django_capture_on_commit_callbacks(execute=False):
         assert compute.worker_units_release(worker_id=worker.id) == 1
     unit.refresh_from_db()
-    assert (unit.status, unit.attempts, unit.worker) == ("pending", 1, None)
+    assert (unit.status, unit.attempts, unit.in_play) == ("pending", 1, 0)
+    assert unit.replicas.get().status == "timeout"
 
 
 def test_the_sweep_requeues_an_overdue_unit_and_hands_it_out_again(
@@ -185,48 +207,50 @@ def test_the_sweep_requeues_an_overdue_unit_and_hands_it_out_again(
     slow = make_compute_worker(tenant)
     start(make_compute_job(tenant), django_capture_on_commit_callbacks)
     unit = dispatch(slow, django_capture_on_commit_callbacks)
-    WorkUnit.objects.filter(pk=unit.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    UnitReplica.objects.filter(worker=slow).update(deadline=timezone.now() - timedelta(seconds=1))
     Worker.objects.filter(pk=slow.pk).update(channel_name="")  # it stays away
     fresh = make_compute_worker(tenant)
     with django_capture_on_commit_callbacks(execute=False):
         assert compute.units_sweep() == {"requeued": 1}
     unit.refresh_from_db()
     assert unit.attempts == 1 and unit.error == "deadline"
-    assert (unit.status, unit.worker) == ("assigned", fresh)  # the lowest pending index first
+    assert unit.status == "assigned" and held(fresh).unit == unit  # the lowest index first
 
 
 def test_a_unit_fails_its_job_after_the_policys_max_attempts(
     tenant, django_capture_on_commit_callbacks, sent
 ) -> None:
-    worker = make_compute_worker(tenant)
+    workers = [make_compute_worker(tenant) for _ in range(2)]
     job = make_compute_job(tenant, policy={"unit_seconds": 2e-5, "max_attempts": 2})
     start(job, django_capture_on_commit_callbacks)
-    for attempt in (1, 2):
+    for attempt, worker in enumerate(workers, 1):
         unit = dispatch(worker, django_capture_on_commit_callbacks)
         assert unit.index == 0
         with django_capture_on_commit_callbacks(execute=False):
-            compute.unit_requeue(unit_id=unit.id, reason="deadline")
+            compute.replica_requeue(replica_id=held(worker).id, reason="deadline")
         unit.refresh_from_db()
         assert unit.attempts == attempt
     job.refresh_from_db()
     assert unit.status == "failed" and job.status == "failed"
     assert "unit 0 failed after 2 attempts" in job.error
-    assert dispatch(worker, django_capture_on_commit_callbacks) is None
+    assert dispatch(make_compute_worker(tenant), django_capture_on_commit_callbacks) is None
 
 
-def test_the_last_result_reduces_the_job_to_its_answer(
+def test_the_last_validation_reduces_the_job_to_its_answer(
     tenant, django_capture_on_commit_callbacks, sent
 ) -> None:
-    worker = make_compute_worker(tenant)
+    workers = [make_compute_worker(tenant) for _ in range(2)]
     job = make_compute_job(tenant)
     start(job, django_capture_on_commit_callbacks)
-    while (unit := dispatch(worker, django_capture_on_commit_callbacks)) is not None:
-        with django_capture_on_commit_callbacks(execute=True):
-            compute.unit_record_result(
-                worker_id=worker.id, unit_id=unit.id, result=right_result(unit), seconds=0.1
-            )
+    while units := [dispatch(w, django_capture_on_commit_callbacks) for w in workers]:
+        if units == [None, None]:
+            break
+        for worker, unit in zip(workers, units, strict=True):
+            if unit is not None:
+                report(worker, unit, django_capture_on_commit_callbacks)
     job.refresh_from_db()
     assert job.status == "completed" and job.ended_at is not None
+    assert set(job.units.values_list("status", flat=True)) == {"done"}
     assert (
         job.result
         == {"lo": 1, "hi": 100_000, "count": count_primes(1, 100_000)}
@@ -247,7 +271,7 @@ def test_a_paused_job_hands_out_no_units(tenant, django_capture_on_commit_callba
     job_services.job_pause(job_id=job.id)
     assert dispatch(worker, django_capture_on_commit_callbacks) is None
     start(job, django_capture_on_commit_callbacks, execute=True)  # resumed: handed out again
-    assert WorkUnit.objects.filter(worker=worker, status="assigned").count() == 1
+    assert UnitReplica.objects.filter(worker=worker, status="assigned").count() == 1
 
 
 def test_cancelling_a_compute_job_takes_its_units_back_from_the_workers(
@@ -259,8 +283,8 @@ def test_cancelling_a_compute_job_takes_its_units_back_from_the_workers(
     assert dispatch(worker, django_capture_on_commit_callbacks) is not None
     with django_capture_on_commit_callbacks(execute=False):
         job_services.job_cancel(job_id=job.id)
-    assert not WorkUnit.objects.filter(worker=worker, status=WorkUnit.Status.ASSIGNED).exists()
-    assert worker.id in compute.idle_workers(tenant.id)
+    assert held(worker) is None and worker.id in compute.idle_workers(tenant.id)
+    assert job.units.get(index=0).in_play == 0
 
 
 def test_a_worker_holding_a_unit_is_not_selected_for_a_training_round(
@@ -275,3 +299,99 @@ def test_a_worker_holding_a_unit_is_not_selected_for_a_training_round(
     assert worker.id in [w.id for w in eligible_workers(training)]
     dispatch(worker, django_capture_on_commit_callbacks)
     assert worker.id not in [w.id for w in eligible_workers(training)]
+
+
+def test_two_agreeing_replicas_validate_a_unit_and_credit_both_workers(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    first, second = make_compute_worker(tenant), make_compute_worker(tenant)
+    start(make_compute_job(tenant), django_capture_on_commit_callbacks)
+    unit = dispatch(first, django_capture_on_commit_callbacks)
+    assert dispatch(second, django_capture_on_commit_callbacks) == unit  # its second replica
+    report(first, unit, django_capture_on_commit_callbacks)
+    unit.refresh_from_db()
+    assert (unit.status, unit.result) == ("returned", None)
+    report(second, unit, django_capture_on_commit_callbacks)
+    unit.refresh_from_db()
+    assert (unit.status, unit.result, unit.worker) == ("validated", right_result(unit), first)
+    assert set(unit.replicas.values_list("status", flat=True)) == {"valid"}
+    for worker in (first, second):
+        worker.refresh_from_db()
+        assert worker.credit == pytest.approx(unit.cost)
+        assert worker.trust == pytest.approx(validation.trust_after(0.5, agreed=True))
+
+
+def test_a_wrong_answer_is_outvoted_by_two_honest_workers_and_earns_nothing(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    cheat, honest, other = (make_compute_worker(tenant) for _ in range(3))
+    start(make_compute_job(tenant), django_capture_on_commit_callbacks)
+    unit = dispatch(cheat, django_capture_on_commit_callbacks)
+    assert dispatch(honest, django_capture_on_commit_callbacks) == unit
+    wrong = {**right_result(unit), "count": right_result(unit)["count"] + 1}
+    assert report(cheat, unit, django_capture_on_commit_callbacks, wrong) == "accepted"
+    report(honest, unit, django_capture_on_commit_callbacks)
+    unit.refresh_from_db()
+    assert (unit.status, unit.wanted) == ("disputed", 3)
+    assert held(other).unit == unit and unit.in_play == 3  # a third replica went out at once
+    report(other, unit, django_capture_on_commit_callbacks)
+    unit.refresh_from_db()
+    assert unit.status == "validated" and unit.result == right_result(unit)
+    verdicts = dict(unit.replicas.values_list("worker_id", "status"))
+    assert verdicts == {cheat.id: "rejected", honest.id: "valid", other.id: "valid"}
+    cheat.refresh_from_db(), honest.refresh_from_db()
+    assert (cheat.credit, cheat.trust) == (0.0, pytest.approx(0.25))
+    assert honest.credit == pytest.approx(unit.cost) and honest.trust > 0.5
+
+
+def test_a_worker_never_gets_two_replicas_of_one_unit(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    worker = make_compute_worker(tenant)
+    job = make_compute_job(tenant)
+    start(job, django_capture_on_commit_callbacks)
+    seen = []
+    while (unit := dispatch(worker, django_capture_on_commit_callbacks)) is not None:
+        seen.append(unit.index)
+        report(worker, unit, django_capture_on_commit_callbacks)
+    assert seen == [0, 1, 2, 3, 4]  # each unit once, though each still wants a second result
+    assert set(job.units.values_list("status", "in_play", "wanted")) == {("returned", 1, 2)}
+
+
+def test_a_trusted_workers_units_are_spot_checked_at_the_configured_rate(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    worker = make_compute_worker(tenant)
+    Worker.objects.filter(pk=worker.pk).update(trust=0.95)
+    policy = {"unit_seconds": 2e-6, "spot_check_rate": 0.25}
+    job = make_compute_job(tenant, policy=policy)
+    start(job, django_capture_on_commit_callbacks)
+    while (unit := dispatch(worker, django_capture_on_commit_callbacks)) is not None:
+        report(worker, unit, django_capture_on_commit_callbacks)
+    units = list(job.units.order_by("index"))
+    checked = [u.index for u in units if validation.is_spot_checked(job.id, u.index, 0.25)]
+    assert len(units) >= 40 and 0 < len(checked) < len(units) / 2
+    assert [u.index for u in units if u.status == "returned"] == checked  # awaiting a replica
+    assert all(u.status == "validated" and u.quorum == 1 for u in units if u.index not in checked)
+    worker.refresh_from_db()
+    assert worker.trust == 0.95  # results accepted alone were not checked
+    assert worker.credit == pytest.approx(sum(u.cost for u in units if u.index not in checked))
+
+
+def test_a_disputed_unit_gets_more_replicas_and_fails_after_max_replicas(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    workers = [make_compute_worker(tenant) for _ in range(3)]
+    policy = {"unit_seconds": 2e-5, "max_replicas": 3}
+    job = make_compute_job(tenant, config={"lo": 1, "hi": 1000}, policy=policy)  # one unit
+    start(job, django_capture_on_commit_callbacks)
+    unit = dispatch(workers[0], django_capture_on_commit_callbacks)
+    for offset, worker in enumerate(workers):
+        assert dispatch(worker, django_capture_on_commit_callbacks) == unit
+        answer = {**right_result(unit), "count": right_result(unit)["count"] + offset}
+        report(worker, unit, django_capture_on_commit_callbacks, answer)
+    unit.refresh_from_db(), job.refresh_from_db()
+    assert (unit.status, unit.error, job.status) == ("failed", "disputed", "failed")
+    assert "unit 0 results disagree after 3 replicas" in job.error
+    assert set(unit.replicas.values_list("status", flat=True)) == {"returned"}
+    assert all(w.credit == 0.0 for w in Worker.objects.filter(tenant=tenant))

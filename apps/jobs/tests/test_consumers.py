@@ -449,7 +449,7 @@ async def test_a_worker_cannot_fetch_another_tenants_model(tenant):
 
 async def test_a_compute_worker_runs_every_unit_and_the_job_completes_with_the_count(tenant):
     worker, token = await db(make_worker)(tenant, connected=False)
-    job = await db(make_compute_job)(tenant)
+    job = await db(make_compute_job)(tenant, policy={"unit_seconds": 2e-5, "replicas": 1})
     await db(job_services.job_start)(job_id=job.id)
     comm = await connect(token, kernels=("primes",))
     assert (await receive(comm))["type"] == "welcome"
