@@ -93,6 +93,28 @@ def make_compute_worker(tenant: Tenant, *, kernels: list[str] | None = None) -> 
     return worker
 
 
+def make_analytics_job(
+    tenant: Tenant, *, config: dict | None = None, policy: dict | None = None, user=None
+) -> Job:
+    return job_services.job_create(
+        tenant=tenant,
+        user=user,
+        name=f"job-{next(_seq)}",
+        type="analytics",
+        kernel="analytics",
+        config=config if config is not None else {"statistic": "count", "max_rows": 100},
+        policy=policy if policy is not None else {},
+    )
+
+
+def make_data_worker(tenant: Tenant, *, samples: int = 100) -> Worker:
+    """A connected Python worker that says it holds ``samples`` rows of data."""
+    worker, _ = make_worker(tenant)
+    Worker.objects.filter(pk=worker.pk).update(capabilities={"samples": samples})
+    worker.refresh_from_db()
+    return worker
+
+
 def store_update(values: np.ndarray, codec: str = "f32") -> tuple[str, str, int]:
     """Put an update in storage as the gateway would; return (key, sha256, size)."""
     data = wire.encode_tensor(values, codec)

@@ -186,6 +186,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "rounds-sweep": {"task": "apps.rounds.tasks.rounds_sweep", "schedule": 5.0},
     "units-sweep": {"task": "apps.jobs.tasks.units_sweep", "schedule": 5.0},
+    "analytics-sweep": {"task": "apps.jobs.tasks.analytics_sweep", "schedule": 5.0},
 }
 
 REST_FRAMEWORK = {

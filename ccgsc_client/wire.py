@@ -46,6 +46,7 @@ ERROR_CODES = {
     "replayed": "this assignment already has an accepted update",
     "unknown_model": "no such model version for this worker",
     "bad_result": "the unit's result does not fit the unit or its kernel",
+    "bad_contribution": "the analytics contribution lies outside the job's bounds",
 }
 
 CODECS = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2")}
@@ -75,6 +76,7 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
         "metrics": (dict, False),
     },
     "unit_result": {"unit": (int, True), "result": (dict, True), "seconds": (_NUM, True)},
+    "contribution": {"contribution": (int, True), "result": (dict, True)},
     # server -> worker
     "welcome": {"worker": (int, True), "protocol": (int, True), "heartbeat_s": (_NUM, True)},
     "pong": {},
@@ -101,6 +103,8 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
         "deadline": (str, True),
     },
     "unit_ack": {"unit": (int, True), "status": (str, True)},
+    "contribute": {"contribution": (int, True), "job": (int, True), "config": (dict, True)},
+    "contribution_ack": {"contribution": (int, True), "status": (str, True)},
     "error": {"code": (str, True), "message": (str, True), "ref": (dict, False)},
 }
 BINARY_SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {

@@ -1,4 +1,5 @@
-"""The headless Python worker: trains on local data and runs compute units (no Django).
+"""The headless Python worker: trains on local data, contributes bounded aggregates of it to
+analytics jobs, and runs compute units (no Django).
 
 Run ``python -m ccgsc_client.worker --server ws://host:8000 --token T --dataset digits
 --shard 3/10`` to train on a simulation shard, ``--data file.csv --label-column y`` for
@@ -22,6 +23,7 @@ import websockets
 
 import kernels
 from ccgsc_client import wire
+from kernels import analytics
 from kernels.compute import get_compute_kernel, list_compute_kernels
 
 log = logging.getLogger("ccgsc.worker")
@@ -154,6 +156,12 @@ class Worker:
             result = wrong(result, kernel.exact_fields)
         return {"type": "unit_result", "unit": unit["unit"], "result": result, "seconds": seconds}
 
+    def contribute(self, request: dict) -> dict:
+        """This worker's bounded aggregates of its own rows for an analytics job (in a thread);
+        the config comes resolved from the server. Returns the contribution message."""
+        result = analytics.local(self.X, request["config"])
+        return {"type": "contribution", "contribution": request["contribution"], "result": result}
+
 
 class _Session:
     """One connected socket: a reader that routes frames, and a task per assignment."""
@@ -165,6 +173,7 @@ class _Session:
         self.arrived: dict[int, bytes] = {}  # a pushed model not yet claimed
         self.working: set[int] = set()  # assignments being trained in this session
         self.computing: set[int] = set()  # units being run in this session
+        self.contributing: set[int] = set()  # analytics contributions being sent
         self.upload_of: dict[str, int] = {}  # upload id -> assignment, for routing errors
         self.heartbeat_s = 15.0
         self.tasks: set[asyncio.Task] = set()
@@ -228,6 +237,11 @@ class _Session:
                 self._spawn(self.run_unit(msg))
         elif kind == "unit_ack":
             self._deliver(("unit", msg["unit"]), msg)
+        elif kind == "contribute":
+            if msg["contribution"] not in self.contributing and self.worker.X is not None:
+                self._spawn(self.send_contribution(msg))
+        elif kind == "contribution_ack":
+            self._deliver(("contribution", msg["contribution"]), msg)
         elif kind == "error":
             self.worker.stats.errors.append(msg["code"])
             ref = msg.get("ref", {})
@@ -235,6 +249,7 @@ class _Session:
             keys = {("upload", u) for u in [ref.get("upload"), *uploads]}
             keys |= {("assignment", ref.get("assignment")), ("model", ref.get("version"))}
             keys.add(("unit", ref.get("unit")))
+            keys.add(("contribution", ref.get("contribution")))
             for key in keys:
                 self._deliver(key, msg)
             log.warning("server error %s: %s", msg["code"], msg["message"])
@@ -300,6 +315,21 @@ class _Session:
         finally:
             self.inbox.pop(key, None)
             self.computing.discard(unit_id)
+
+    async def send_contribution(self, request: dict) -> None:
+        """Compute this worker's contribution to an analytics job and wait for its ack."""
+        contribution_id = request["contribution"]
+        key = ("contribution", contribution_id)
+        self.inbox[key] = asyncio.Queue()
+        self.contributing.add(contribution_id)
+        try:
+            msg = await asyncio.to_thread(self.worker.contribute, request)
+            await self.send(msg)
+            await self._expect(key, "contribution_ack")
+            self.worker.stats.accepted += 1
+        finally:
+            self.inbox.pop(key, None)
+            self.contributing.discard(contribution_id)
 
     async def work(self, assign: dict) -> None:
         assignment = assign["assignment"]

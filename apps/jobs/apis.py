@@ -86,7 +86,8 @@ class JobUnitsApi(APIView):
 
 
 class JobResultApi(APIView):
-    """A compute job's reduced result; 404 until the job has completed."""
+    """A compute job's reduced result or an analytics job's release; 404 until the job has
+    completed."""
 
     @extend_schema(responses=JobResultOutput)
     def get(self, request, job_id: int):

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from apps.jobs import compute
+from apps.jobs import analytics, compute
 from apps.jobs import services as job_services
 from apps.jobs import tasks as job_tasks
 from apps.jobs.batching import batcher
@@ -32,6 +32,7 @@ CLIENT_TYPES = {
     "upload_begin",
     "result",
     "unit_result",
+    "contribution",
 }
 _CLOSE_FOR = {
     "bad_token": wire.CLOSE_BAD_TOKEN,
@@ -95,6 +96,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             await self._error(exc.code, exc.message, {"assignment": assignment}, assignment)
         except compute.UnitError as exc:
             await self._error(exc.code, exc.message, {"unit": exc.unit_id}, None)
+        except analytics.ContributionError as exc:
+            ref = {"contribution": exc.contribution_id}
+            await self._error(exc.code, exc.message, ref, None)
 
     async def _dispatch(self, msg: dict) -> None:
         if self.worker_id is None:
@@ -173,6 +177,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         for event in held:
             await self.worker_send(event)
         await database_sync_to_async(compute.unit_dispatch)(worker_id=worker.pk)
+        await database_sync_to_async(analytics.worker_contributions_offer)(worker_id=worker.pk)
 
     async def on_heartbeat(self, msg: dict) -> None:
         now = time.monotonic()
@@ -208,6 +213,14 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
         await self._send_msg({"type": "unit_ack", "unit": msg["unit"], "status": status})
         await database_sync_to_async(compute.unit_dispatch)(worker_id=self.worker_id)
+
+    async def on_contribution(self, msg: dict) -> None:
+        status = await database_sync_to_async(analytics.contribution_record)(
+            worker_id=self.worker_id, contribution_id=msg["contribution"], result=msg["result"]
+        )
+        await self._send_msg(
+            {"type": "contribution_ack", "contribution": msg["contribution"], "status": status}
+        )
 
     async def on_model_request(self, msg: dict) -> None:
         await self._send_model(msg["version"], msg.get("assignment"))
@@ -390,5 +403,6 @@ async def _tick_forever() -> None:
         try:
             await database_sync_to_async(round_services.rounds_sweep)()
             await database_sync_to_async(compute.units_sweep)()
+            await database_sync_to_async(analytics.analytics_sweep)()
         except Exception:  # noqa: BLE001 - the sweep must outlive a failed pass
             log.exception("sweep failed")

@@ -1,4 +1,5 @@
-"""Tenants, their members, jobs, workers, and the work units of compute jobs with their replicas."""
+"""Tenants, their members, jobs, workers, compute jobs' work units and replicas, and analytics
+contributions."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class Job(models.Model):
     class Type(models.TextChoices):
         TRAIN = "train"
         COMPUTE = "compute"
+        ANALYTICS = "analytics"
 
     class Status(models.TextChoices):
         DRAFT = "draft"
@@ -66,7 +68,10 @@ class Job(models.Model):
     policy = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     error = models.TextField(blank=True)
-    result = models.JSONField(null=True, blank=True)  # a compute job's reduced result
+    result = models.JSONField(null=True, blank=True)  # a compute or analytics job's result
+    # An analytics job's privacy ledger (apps.rounds.privacy.Ledger.to_dict): its budget and
+    # the releases charged to it, saved in the transaction that stores each release.
+    privacy = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -224,3 +229,33 @@ class UnitReplica(models.Model):
 
     def __str__(self) -> str:
         return f"replica of unit {self.unit_id} on worker {self.worker_id} ({self.status})"
+
+
+class AnalyticsContribution(models.Model):
+    """One worker's bounded aggregates for an analytics job (kernels.analytics.local):
+    requested → accepted (within the config's bounds) | rejected (outside them) | failed (the
+    job ended first). A worker contributes to a job at most once."""
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+        FAILED = "failed"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="contributions")
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="contributions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
+    result = models.JSONField(null=True, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    returned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "worker"], name="analyticscontribution_unique")
+        ]
+        indexes = [models.Index(fields=["job", "status"])]
+
+    def __str__(self) -> str:
+        return f"contribution of worker {self.worker_id} to job {self.job_id} ({self.status})"

@@ -53,7 +53,11 @@ def unit_list(job: Job) -> QuerySet:
 
 
 def job_result(tenant: Tenant, job_id: int) -> Job:
-    """A completed compute job (with its result); 404 for any other job."""
+    """A completed compute or analytics job (with its result); 404 for any other job."""
     return get_object_or_404(
-        Job, pk=job_id, tenant=tenant, type=Job.Type.COMPUTE, status=Job.Status.COMPLETED
+        Job,
+        pk=job_id,
+        tenant=tenant,
+        type__in=[Job.Type.COMPUTE, Job.Type.ANALYTICS],
+        status=Job.Status.COMPLETED,
     )

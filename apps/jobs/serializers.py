@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.jobs.analytics import privacy_summary
 from apps.jobs.models import Job, Worker, WorkUnit
 
 
@@ -18,6 +19,7 @@ class JobCreateInput(serializers.Serializer):
 class JobOutput(serializers.ModelSerializer):
     current_round = serializers.SerializerMethodField()
     latest_model = serializers.SerializerMethodField()
+    privacy = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -35,6 +37,7 @@ class JobOutput(serializers.ModelSerializer):
             "ended_at",
             "current_round",
             "latest_model",
+            "privacy",
         ]
 
     def get_current_round(self, job: Job) -> int | None:
@@ -46,6 +49,10 @@ class JobOutput(serializers.ModelSerializer):
         if model is None:
             return None
         return {"id": model.id, "version": model.version, "metrics": model.metrics}
+
+    def get_privacy(self, job: Job) -> dict | None:
+        """An analytics job's epsilon spent and budget."""
+        return privacy_summary(job)
 
 
 class WorkUnitOutput(serializers.ModelSerializer):
@@ -76,11 +83,23 @@ class WorkUnitOutput(serializers.ModelSerializer):
 
 
 class JobResultOutput(serializers.Serializer):
+    """A job's result; for an analytics job also the epsilon spent and the budget."""
+
     job = serializers.IntegerField(source="id")
     kernel = serializers.CharField()
     config = serializers.DictField()
     result = serializers.DictField()
     ended_at = serializers.DateTimeField()
+    epsilon_spent = serializers.SerializerMethodField()
+    epsilon_budget = serializers.SerializerMethodField()
+
+    def get_epsilon_spent(self, job: Job) -> float | None:
+        summary = privacy_summary(job)
+        return summary["epsilon_spent"] if summary else None
+
+    def get_epsilon_budget(self, job: Job) -> float | None:
+        summary = privacy_summary(job)
+        return summary["epsilon_budget"] if summary else None
 
 
 class KernelOutput(serializers.Serializer):

@@ -11,7 +11,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.jobs import compute, gateway
+from apps.jobs import analytics, compute, gateway
+from apps.jobs.analytics_policy import resolve_analytics_policy
 from apps.jobs.compute_policy import resolve_compute_policy
 from apps.jobs.models import Job, Tenant, Worker
 from apps.registry.services import model_version_create
@@ -20,6 +21,7 @@ from apps.rounds.models import Round
 from apps.rounds.policy import PolicyError, resolve_policy
 from apps.rounds.selectors import open_round
 from kernels import KernelConfigError, UnknownKernel, get_kernel
+from kernels import analytics as analytics_kernel
 from kernels.compute import get_compute_kernel
 
 
@@ -157,8 +159,9 @@ def job_create(
     *, tenant: Tenant, user, name: str, type: str, kernel: str, config: dict, policy: dict
 ) -> Job:
     """Validate the kernel's config and the job's policy, then store a draft job."""
-    validate = _validate_compute if type == Job.Type.COMPUTE else _validate_train
+    validate = _VALIDATORS.get(type, _validate_train)
     resolved_config, resolved_policy = validate(tenant, type, kernel, config, policy)
+    privacy = analytics.new_ledger(resolved_policy) if type == Job.Type.ANALYTICS else None
     return Job.objects.create(
         tenant=tenant,
         created_by=user,
@@ -167,6 +170,7 @@ def job_create(
         kernel=kernel,
         config=resolved_config,
         policy=resolved_policy,
+        privacy=privacy,
     )
 
 
@@ -228,10 +232,35 @@ def _validate_compute(
     return resolved_config, resolved_policy
 
 
+def _validate_analytics(
+    tenant: Tenant, type: str, kernel: str, config: dict, policy: dict
+) -> tuple[dict, dict]:
+    """The analytics kernel's config (kernels.analytics.resolve_config) and the job's policy."""
+    errors: dict[str, list[str]] = {}
+    resolved_config: dict = {}
+    resolved_policy: dict = {}
+    if kernel != "analytics":
+        errors["kernel"] = ["analytics jobs run the 'analytics' kernel"]
+    try:
+        resolved_config = analytics_kernel.resolve_config(config)
+    except KernelConfigError as exc:
+        errors["config"] = _field_messages(exc.errors)
+    try:
+        resolved_policy = resolve_analytics_policy(policy, resolved_config)
+    except PolicyError as exc:
+        errors["policy"] = _field_messages(exc.errors)
+    if errors:
+        raise ServiceError(errors)
+    return resolved_config, resolved_policy
+
+
+_VALIDATORS = {Job.Type.COMPUTE: _validate_compute, Job.Type.ANALYTICS: _validate_analytics}
+
+
 @transaction.atomic
 def job_start(*, job_id: int) -> Job:
-    """draft → running (with the initial model and round 1, or a compute job's units);
-    paused → running resumes."""
+    """draft → running (with the initial model and round 1, a compute job's units, or an
+    analytics job's contribution requests); paused → running resumes."""
     job = Job.objects.select_for_update().get(pk=job_id)
     if job.status == Job.Status.RUNNING:
         return job
@@ -248,6 +277,8 @@ def job_start(*, job_id: int) -> Job:
     job.save(update_fields=["status", "started_at"])
     if job.type == Job.Type.COMPUTE:
         compute.job_units_start(job=job, first_start=first_start)
+    elif job.type == Job.Type.ANALYTICS:
+        analytics.job_contributions_start(job=job)
     elif first_start:
         spec = get_kernel(job.kernel)
         model = model_version_create(job_id=job.id, version=0, weights=spec.init(job.config))

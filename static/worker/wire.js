@@ -69,6 +69,7 @@ export const ERROR_CODES = deepFreeze({
   replayed: "this assignment already has an accepted update",
   unknown_model: "no such model version for this worker",
   bad_result: "the unit's result does not fit the unit or its kernel",
+  bad_contribution: "the analytics contribution lies outside the job's bounds",
 });
 
 // Tensor codecs: bytes per value and numpy's name of the little-endian dtype.
@@ -103,6 +104,7 @@ export const SCHEMAS = deepFreeze({
     metrics: ["dict", false],
   },
   unit_result: { unit: ["int", true], result: ["dict", true], seconds: [NUM, true] },
+  contribution: { contribution: ["int", true], result: ["dict", true] },
   // server -> worker
   welcome: { worker: ["int", true], protocol: ["int", true], heartbeat_s: [NUM, true] },
   pong: {},
@@ -129,6 +131,8 @@ export const SCHEMAS = deepFreeze({
     deadline: ["str", true],
   },
   unit_ack: { unit: ["int", true], status: ["str", true] },
+  contribute: { contribution: ["int", true], job: ["int", true], config: ["dict", true] },
+  contribution_ack: { contribution: ["int", true], status: ["str", true] },
   error: { code: ["str", true], message: ["str", true], ref: ["dict", false] },
 });
 export const BINARY_SCHEMAS = deepFreeze({

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
-from apps.jobs import compute
+from apps.jobs import analytics, compute
 from apps.jobs.models import Job, Worker, WorkUnit
 from apps.registry.services import model_version_create
 from apps.testing import (
+    make_analytics_job,
     make_compute_job,
     make_compute_worker,
+    make_data_worker,
     make_job,
     make_tenant,
     make_user,
@@ -276,3 +278,64 @@ def test_a_compute_jobs_result_is_a_404_until_it_completes(api, tenant) -> None:
     assert response.status_code == 200, response.json()
     assert response.json()["result"] == {"lo": 1, "hi": 100_000, "count": 0}
     assert api.get(f"/api/v1/jobs/{make_job(tenant).id}/result/").status_code == 404
+
+
+ANALYTICS_JOB = {
+    "name": "pixel histogram",
+    "type": "analytics",
+    "kernel": "analytics",
+    "config": {"statistic": "histogram", "lo": 0, "hi": 16, "bins": 4, "max_rows": 50},
+    "policy": {"min_workers": 3, "epsilon_budget": 2.0},
+}
+
+
+def test_it_creates_an_analytics_job_with_its_config_and_policy_resolved(api) -> None:
+    config = {**ANALYTICS_JOB["config"], "epsilon": 0.5}
+    response = api.post("/api/v1/jobs/", {**ANALYTICS_JOB, "config": config}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["config"]["edges"] == [0.0, 4.0, 8.0, 12.0, 16.0]
+    assert body["policy"] == {"min_workers": 3, "epsilon_budget": 2.0, "deadline_s": 600}
+    assert body["privacy"] == {"epsilon_spent": 0.0, "epsilon_budget": 2.0}
+
+
+@pytest.mark.parametrize(
+    "change,field,message",
+    [
+        ({"config": {"statistic": "median"}}, "config", "statistic"),
+        ({"config": {"statistic": "sum", "lo": 1}}, "config", "hi: Required"),
+        ({"config": {"statistic": "count", "epsilon": 1}}, "config", "max_rows: Required"),
+        ({"config": {"statistic": "count", "bins": 3}}, "config", "bins: Not used"),
+        ({"policy": {"min_workers": 0}}, "policy", "min_workers"),
+        ({"policy": {"epsilon_budget": -1}}, "policy", "epsilon_budget"),
+        ({"policy": {"quorum": 2}}, "policy", "quorum"),
+        ({"kernel": "primes"}, "kernel", "analytics"),
+    ],
+)
+def test_it_rejects_an_invalid_analytics_job_with_field_errors(api, change, field, message) -> None:
+    response = api.post("/api/v1/jobs/", {**ANALYTICS_JOB, **change}, format="json")
+    assert response.status_code == 400
+    errors = response.json()
+    assert set(errors) == {field}, errors
+    assert any(message in text for text in errors[field]), errors
+
+
+def test_an_analytics_job_result_has_the_release_and_the_epsilon_spent(api, tenant) -> None:
+    workers = [make_data_worker(tenant) for _ in range(2)]
+    config = {"statistic": "count", "max_rows": 10, "epsilon": 0.25}
+    job = make_analytics_job(tenant, config=config, policy={"epsilon_budget": 1.0})
+    assert api.post(f"/api/v1/jobs/{job.id}/start/").status_code == 200
+    assert api.get(f"/api/v1/jobs/{job.id}/result/").status_code == 404
+    for contribution, worker in zip(job.contributions.order_by("worker_id"), workers, strict=True):
+        analytics.contribution_record(
+            worker_id=worker.id, contribution_id=contribution.id, result={"count": 10}
+        )
+    analytics.job_release(job_id=job.id)
+
+    body = api.get(f"/api/v1/jobs/{job.id}/result/").json()
+    assert body["result"]["statistic"] == "count" and isinstance(body["result"]["count"], float)
+    assert body["result"]["noise_scale"] == {"count": 40.0}
+    assert body["epsilon_spent"] == 0.25 and body["epsilon_budget"] == 1.0
+    detail = api.get(f"/api/v1/jobs/{job.id}/").json()
+    assert detail["status"] == "completed"
+    assert detail["privacy"] == {"epsilon_spent": 0.25, "epsilon_budget": 1.0}
