@@ -8,13 +8,25 @@ from datetime import datetime, timedelta
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from apps.jobs.analytics import privacy_summary
 from apps.jobs.charts import is_number, line_chart
-from apps.jobs.models import Job, Worker
+from apps.jobs.models import AnalyticsContribution, Job, UnitReplica, Worker, WorkUnit
 from apps.registry.apis import artifact_response
 from apps.registry.models import ModelVersion
 from apps.rounds.models import Round
@@ -24,6 +36,7 @@ ROUNDS_SHOWN = 200
 ROUNDS_CHARTED = 2000
 MODELS_SHOWN = 100
 WORKERS_SHOWN = 1000
+THROUGHPUT_SHOWN = 500
 CHART_SIZE = {"width": 560, "height": 260}
 
 # Reads. They live here rather than in selectors.py because only these pages use them.
@@ -115,6 +128,66 @@ def _model_rows(job: Job) -> tuple[list[ModelVersion], int]:
     return rows, len(rows) if len(rows) < MODELS_SHOWN else models.count()
 
 
+def _unit_counts(job: Job) -> dict[str, int]:
+    """A compute job's units by stage, in one query."""
+    units = WorkUnit.Status
+    counts = job.units.aggregate(
+        total=Count("id"),
+        finished=Count("id", filter=Q(status__in=[units.DONE, units.VALIDATED])),
+        in_flight=Count("id", filter=Q(status__in=[units.ASSIGNED, units.RETURNED])),
+        disputed=Count("id", filter=Q(status=units.DISPUTED)),
+        failed=Count("id", filter=Q(status=units.FAILED)),
+        pending=Count("id", filter=Q(status=units.PENDING)),
+    )
+    total = counts["total"]
+    counts["percent"] = round(100 * counts["finished"] / total) if total else 0
+    return counts
+
+
+def _throughput_rows(job: Job) -> tuple[list[dict], int]:
+    """Per worker, what it did on this job: replicas returned, valid and rejected, compute
+    seconds, and the credit earned here (each valid replica earns its unit's cost), with the
+    worker's overall credit and trust; busiest first, in one query."""
+    replicas = UnitReplica.Status
+    rows = list(
+        UnitReplica.objects.filter(unit__job=job)
+        .values("worker_id", "worker__name", "worker__credit", "worker__trust")
+        .annotate(
+            returned=Count("id", filter=Q(returned_at__isnull=False)),
+            valid=Count("id", filter=Q(status=replicas.VALID)),
+            rejected=Count("id", filter=Q(status=replicas.REJECTED)),
+            seconds=Sum("seconds"),
+            earned=Sum("unit__cost", filter=Q(status=replicas.VALID)),
+        )
+        .order_by("-returned", "worker_id")[: THROUGHPUT_SHOWN + 1]
+    )
+    return [
+        {
+            "id": row["worker_id"],
+            "name": row["worker__name"] or f"worker {row['worker_id']}",
+            "returned": row["returned"],
+            "valid": row["valid"],
+            "rejected": row["rejected"],
+            "seconds": row["seconds"] or 0.0,
+            "earned": row["earned"] or 0.0,
+            "credit": row["worker__credit"],
+            "trust": row["worker__trust"],
+        }
+        for row in rows[:THROUGHPUT_SHOWN]
+    ], len(rows)
+
+
+def _contribution_counts(job: Job) -> dict[str, int]:
+    """An analytics job's contributions by outcome, in one query."""
+    status = AnalyticsContribution.Status
+    return job.contributions.aggregate(
+        accepted=Count("id", filter=Q(status=status.ACCEPTED)),
+        rejected=Count("id", filter=Q(status=status.REJECTED)),
+        pending=Count("id", filter=Q(status=status.REQUESTED)),
+        failed=Count("id", filter=Q(status=status.FAILED)),
+    )
+
+
 def _worker_rows() -> QuerySet:
     """Connected workers first: with many enrolled, those are the ones worth a look."""
     offline = Case(
@@ -168,20 +241,39 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    """One job: rounds, curves and models for training; units and per-worker throughput for
+    compute; the release and its privacy cost for analytics."""
     job = get_object_or_404(Job.objects.select_related("tenant", "created_by"), pk=job_id)
-    rounds, rounds_total = _round_rows(job)
-    models, models_total = _model_rows(job)
     context = {
         "job": job,
         "config": _pretty(job.config),
         "policy": _pretty(job.policy),
-        "charts": _charts(job),
-        "rounds": rounds,
-        "rounds_total": rounds_total,
-        "models": models,
-        "models_total": models_total,
         "nav": "jobs",
     }
+    if job.type == Job.Type.COMPUTE:
+        throughput, throughput_total = _throughput_rows(job)
+        context |= {
+            "units": _unit_counts(job),
+            "throughput": throughput,
+            "throughput_more": throughput_total > len(throughput),
+            "result": _pretty(job.result) if job.status == Job.Status.COMPLETED else None,
+        }
+    elif job.type == Job.Type.ANALYTICS:
+        context |= {
+            "privacy": privacy_summary(job),
+            "contributions": _contribution_counts(job),
+            "released": _pretty(job.result) if job.result is not None else None,
+        }
+    else:
+        rounds, rounds_total = _round_rows(job)
+        models, models_total = _model_rows(job)
+        context |= {
+            "charts": _charts(job),
+            "rounds": rounds,
+            "rounds_total": rounds_total,
+            "models": models,
+            "models_total": models_total,
+        }
     return render(request, "director/job_detail.html", context)
 
 

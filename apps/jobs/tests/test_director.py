@@ -17,10 +17,19 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.jobs.models import Job, Tenant, Worker
+from apps import testing
+from apps.jobs.models import (
+    AnalyticsContribution,
+    Job,
+    Tenant,
+    UnitReplica,
+    Worker,
+    WorkUnit,
+)
 from apps.registry.models import ModelVersion
 from apps.registry.services import model_version_create
 from apps.rounds.models import Round
+from apps.rounds.privacy import Ledger
 
 User = get_user_model()
 
@@ -67,6 +76,35 @@ def closed_metrics(number: int) -> dict:
         "train_accuracy": 0.4 + number / 100,
         "num_samples": 100 * number,
     }
+
+
+def make_unit(job: Job, status: str = WorkUnit.Status.PENDING, *, cost: float = 1.0) -> WorkUnit:
+    index = WorkUnit.objects.filter(job=job).count()
+    return WorkUnit.objects.create(
+        job=job, index=index, start=index * 10, stop=index * 10 + 10, cost=cost, status=status
+    )
+
+
+def make_replica(
+    unit: WorkUnit, worker: Worker, status: str = UnitReplica.Status.VALID, *, seconds: float = 0.0
+) -> UnitReplica:
+    done = UnitReplica.Status
+    returned = status in (done.RETURNED, done.VALID, done.REJECTED)
+    return UnitReplica.objects.create(
+        unit=unit,
+        worker=worker,
+        status=status,
+        seconds=seconds if returned else None,
+        deadline=timezone.now() + timedelta(minutes=5),
+        returned_at=timezone.now() if returned else None,
+    )
+
+
+def text_of(html: str, pattern: str) -> str:
+    """The text, tags stripped, of the first element the pattern's group captures."""
+    found = re.search(pattern, html, re.S)
+    assert found, pattern
+    return re.sub(r"<[^>]+>|\s+", " ", found.group(1)).strip()
 
 
 @pytest.fixture(autouse=True)
@@ -297,6 +335,199 @@ def test_the_workers_page_takes_the_same_number_of_queries_for_few_or_many_worke
         return len(queries)
 
     assert queries_with(1) == queries_with(9)
+
+
+@pytest.mark.django_db
+def test_the_compute_job_page_counts_units_by_stage_with_a_labelled_progress_bar(staff_client):
+    job = testing.make_compute_job(make_tenant())
+    stages = WorkUnit.Status
+    for status, how_many in [
+        (stages.DONE, 3),
+        (stages.VALIDATED, 1),
+        (stages.ASSIGNED, 2),
+        (stages.RETURNED, 1),
+        (stages.DISPUTED, 1),
+        (stages.FAILED, 1),
+        (stages.PENDING, 3),
+    ]:
+        for _ in range(how_many):
+            make_unit(job, status)
+
+    html = staff_client.get(f"/director/jobs/{job.id}/").content.decode()
+
+    def count(name: str) -> str:
+        return text_of(html, rf'data-count="{name}">(.*?)</dd>')
+
+    assert [count(n) for n in ("finished", "in_flight", "disputed", "failed", "pending")] == [
+        "4",
+        "3",
+        "1",
+        "1",
+        "3",
+    ]
+    assert '<progress id="unit-progress" max="12" value="4">' in html
+    assert '<label for="unit-progress">Units done or validated: 4 of 12 (33%)</label>' in html
+    assert 'id="rounds-heading"' not in html and "<svg" not in html
+
+
+@pytest.mark.django_db
+def test_the_compute_job_page_shows_each_workers_throughput_on_this_job(staff_client):
+    tenant = make_tenant()
+    job = testing.make_compute_job(tenant)
+    other_job = testing.make_compute_job(tenant)
+    steady = testing.make_compute_worker(tenant)
+    shaky = testing.make_compute_worker(tenant)
+    idle = testing.make_compute_worker(tenant)
+    Worker.objects.filter(pk=steady.pk).update(credit=12.5, trust=0.9)
+    Worker.objects.filter(pk=shaky.pk).update(name="<b>shaky</b>", credit=0.25, trust=0.125)
+    replicas = UnitReplica.Status
+    for cost in (2.0, 3.0):
+        unit = make_unit(job, WorkUnit.Status.DONE, cost=cost)
+        make_replica(unit, steady, replicas.VALID, seconds=1.5)
+        make_replica(unit, shaky, replicas.REJECTED, seconds=0.5)
+    make_replica(make_unit(job, WorkUnit.Status.ASSIGNED), shaky, replicas.ASSIGNED)
+    make_replica(make_unit(other_job, WorkUnit.Status.DONE, cost=7.0), idle, replicas.VALID)
+
+    html = staff_client.get(f"/director/jobs/{job.id}/").content.decode()
+
+    def row(worker: Worker) -> dict[str, str]:
+        tr = re.search(rf'<tr data-throughput="{worker.id}">(.*?)</tr>', html, re.S).group(1)
+        return dict(re.findall(r'data-col="(\w+)">([^<]*)<', tr))
+
+    assert row(steady) == {
+        "returned": "2",
+        "valid": "2",
+        "rejected": "0",
+        "seconds": "3.00",
+        "earned": "5.00",
+        "credit": "12.50",
+        "trust": "0.900",
+    }
+    assert row(shaky) == {
+        "returned": "2",
+        "valid": "0",
+        "rejected": "2",
+        "seconds": "1.00",
+        "earned": "0.00",
+        "credit": "0.25",
+        "trust": "0.125",
+    }
+    assert "&lt;b&gt;shaky&lt;/b&gt;" in html and "<b>shaky</b>" not in html
+    assert f'data-throughput="{idle.id}"' not in html
+
+
+@pytest.mark.django_db
+def test_the_compute_job_page_shows_the_result_once_completed(staff_client):
+    job = testing.make_compute_job(make_tenant())
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, result={"count": 9592})
+
+    running = staff_client.get(f"/director/jobs/{job.id}/").content.decode()
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.COMPLETED)
+    completed = staff_client.get(f"/director/jobs/{job.id}/").content.decode()
+
+    assert 'id="job-result"' not in running
+    assert text_of(completed, r'<pre class="json" id="job-result">(.*?)</pre>') == (
+        "{ &quot;count&quot;: 9592 }"
+    )
+
+
+@pytest.mark.django_db
+def test_the_compute_job_page_takes_the_same_number_of_queries_for_few_or_many_units(
+    staff_client,
+):
+    tenant = make_tenant()
+    job = testing.make_compute_job(tenant)
+    workers = [testing.make_compute_worker(tenant) for _ in range(4)]
+
+    def queries_with(units: int) -> int:
+        for i in range(WorkUnit.objects.count(), units):
+            unit = make_unit(job, WorkUnit.Status.DONE)
+            make_replica(unit, workers[i % 4], seconds=1.0)
+        with CaptureQueriesContext(connection) as queries:
+            assert staff_client.get(f"/director/jobs/{job.id}/").status_code == 200
+        return len(queries)
+
+    assert queries_with(1) == queries_with(12)
+
+
+@pytest.mark.django_db
+def test_the_analytics_job_page_shows_the_privacy_spend_and_released_statistic(staff_client):
+    tenant = make_tenant()
+    job = testing.make_analytics_job(
+        tenant,
+        config={"statistic": "count", "max_rows": 100, "epsilon": 0.5},
+        policy={"epsilon_budget": 2.0},
+    )
+    ledger = Ledger.from_dict(job.privacy)
+    ledger.charge(0.5, label=f"job {job.id} release")
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.COMPLETED,
+        privacy=ledger.to_dict(),
+        result={"count": 41.7, "contributions": 2, "rejected": 1},
+    )
+    outcomes = AnalyticsContribution.Status
+    for outcome in (outcomes.ACCEPTED, outcomes.ACCEPTED, outcomes.REJECTED, outcomes.REQUESTED):
+        AnalyticsContribution.objects.create(
+            job=job, worker=testing.make_data_worker(tenant), status=outcome
+        )
+
+    html = staff_client.get(f"/director/jobs/{job.id}/").content.decode()
+
+    assert text_of(html, r'data-fact="epsilon-spent">(.*?)</dd>') == "0.5000"
+    assert text_of(html, r'data-fact="epsilon-budget">(.*?)</dd>') == "2"
+    counts = [text_of(html, rf'data-count="{n}">(.*?)</dd>') for n in ("accepted", "rejected")]
+    assert counts + [text_of(html, r'data-count="pending">(.*?)</dd>')] == ["2", "1", "1"]
+    released = text_of(html, r'<pre class="json" id="job-released">(.*?)</pre>')
+    assert "&quot;count&quot;: 41.7" in released
+    assert "<svg" not in html and 'id="units-heading"' not in html
+
+
+@pytest.mark.django_db
+def test_the_analytics_job_page_says_when_nothing_is_released_yet(staff_client):
+    job = testing.make_analytics_job(make_tenant())
+
+    html = staff_client.get(f"/director/jobs/{job.id}/").content.decode()
+
+    assert "Nothing released yet." in html
+    assert text_of(html, r'data-fact="epsilon-spent">(.*?)</dd>') == "0"
+
+
+@pytest.mark.django_db
+def test_the_analytics_job_page_takes_the_same_number_of_queries_for_few_or_many_workers(
+    staff_client,
+):
+    tenant = make_tenant()
+    job = testing.make_analytics_job(tenant)
+
+    def queries_with(contributions: int) -> int:
+        for _ in range(AnalyticsContribution.objects.count(), contributions):
+            AnalyticsContribution.objects.create(
+                job=job,
+                worker=testing.make_data_worker(tenant),
+                status=AnalyticsContribution.Status.ACCEPTED,
+            )
+        with CaptureQueriesContext(connection) as queries:
+            assert staff_client.get(f"/director/jobs/{job.id}/").status_code == 200
+        return len(queries)
+
+    assert queries_with(1) == queries_with(6)
+
+
+@pytest.mark.django_db
+def test_the_workers_page_shows_each_workers_credit_and_trust(staff_client):
+    tenant = make_tenant()
+    trusted = make_worker(tenant, "trusted", credit=1234.5, trust=0.97)
+    fresh = make_worker(tenant, "fresh")
+
+    html = staff_client.get("/director/workers/").content.decode()
+
+    def cell(worker: Worker, column: str) -> str:
+        row = re.search(rf'<tr data-worker="{worker.id}">(.*?)</tr>', html, re.S).group(1)
+        return text_of(row, rf'data-col="{column}">(.*?)</td>')
+
+    assert (cell(trusted, "credit"), cell(trusted, "trust")) == ("1234.50", "0.970")
+    assert (cell(fresh, "credit"), cell(fresh, "trust")) == ("0.00", "0.500")
+    assert '<th scope="col" class="num">Credit</th>' in html
 
 
 @pytest.fixture
