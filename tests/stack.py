@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -17,11 +18,27 @@ import time
 from pathlib import Path
 
 import psycopg
+import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("CCGSC_TEST_PG_ADMIN", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("CCGSC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+_CLAIM_KEY = "ccgsc:stack-claim"
+_CLAIM_SECONDS = 3600
+
+
+def _claim_redis_db() -> int:
+    """A Redis database (1-15) no other running stack uses: its Celery queues and channel
+    layer must not be shared, or two test runs would consume each other's tasks."""
+    for db in random.sample(range(1, 16), 15):
+        if redis.Redis.from_url(f"{REDIS}/{db}").set(
+            _CLAIM_KEY, os.getpid(), nx=True, ex=_CLAIM_SECONDS
+        ):
+            return db
+    raise RuntimeError("every Redis database 1-15 is claimed by a running stack")
 
 
 def free_port() -> int:
@@ -34,7 +51,7 @@ class Stack:
     def __init__(self, tmp: Path, *, concurrency: int = 2, **settings: str) -> None:
         self.tmp = tmp
         self.db_name = f"ccgsc_sys_{os.getpid()}_{secrets.token_hex(3)}"
-        self.redis_db = 1 + os.getpid() % 15
+        self.redis_db = _claim_redis_db()
         self.port = free_port()
         self.concurrency = concurrency
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -71,7 +88,7 @@ class Stack:
     def stop(self) -> None:
         for proc in [*self.workers, self.daphne, self.celery]:
             _terminate(proc)
-        self._flush_redis()
+        self._release_redis()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
@@ -149,8 +166,12 @@ class Stack:
         return path.read_text()[-4000:] if path.exists() else ""
 
     def _flush_redis(self) -> None:
-        import redis
+        """Empty this stack's Redis database, keeping the claim on it."""
+        client = redis.Redis.from_url(f"{REDIS}/{self.redis_db}")
+        client.flushdb()
+        client.set(_CLAIM_KEY, os.getpid(), ex=_CLAIM_SECONDS)
 
+    def _release_redis(self) -> None:
         redis.Redis.from_url(f"{REDIS}/{self.redis_db}").flushdb()
 
     # workers and data -------------------------------------------------------------------------

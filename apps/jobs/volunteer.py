@@ -20,7 +20,17 @@ from kernels import load_dataset, load_shard
 
 # The version of the explainer a volunteer consents to; bump it when what is sent changes.
 CONSENT_VERSION = "1"
-KERNEL_SOURCES = {"softmax", "mlp", "train"}
+KERNEL_SOURCES = {
+    "softmax",
+    "mlp",
+    "train",  # training
+    "primes",
+    "montecarlo",
+    "sweep",
+    "compute",
+    "rng",  # compute
+    "analytics",
+}
 DEMO_DATASETS = {"digits", "iris", "wine", "breast_cancer"}
 DEMO_SHARDS = 10
 

@@ -10,6 +10,8 @@ import * as wire from "./wire.js";
 import { modelCache } from "./store.js";
 
 const KERNELS_URL = new URL("/worker/kernels/", self.location.origin);
+const TRAIN_KERNELS = ["softmax", "mlp"];
+const COMPUTE_KERNELS = ["primes", "montecarlo", "sweep"];
 const FATAL = new Set([wire.CLOSE_BAD_TOKEN, wire.CLOSE_FORBIDDEN, wire.CLOSE_BAD_PROTOCOL,
   wire.CLOSE_REPLACED]);
 
@@ -157,7 +159,8 @@ function connect() {
     send({
       type: "hello", protocol: wire.PROTOCOL_VERSION, token: state.token,
       capabilities: {
-        kernels: ["softmax", "mlp"], codecs: ["f32", "f16"], samples: state.data.n,
+        kernels: [...TRAIN_KERNELS, ...COMPUTE_KERNELS], codecs: ["f32", "f16"],
+        samples: state.data.n,
         n_features: state.data.d, runtime: "browser", model_push: false,
       },
     });
@@ -207,6 +210,10 @@ async function onFrame(frame) {
     case "assign":
       if (state.current === msg.assignment || state.pending.has(msg.assignment)) return;
       return work(msg).catch(report);
+    case "unit":
+      return compute(msg).catch(report);
+    case "unit_ack":
+      return resolveWaiter(`unit:${msg.unit}`, msg);
     case "cancel":
       if (state.current === msg.assignment) state.current = null;
       return resolveWaiter(`assignment:${msg.assignment}`, msg);
@@ -217,7 +224,7 @@ async function onFrame(frame) {
     case "error": {
       const ref = msg.ref || {};
       for (const key of [`upload:${ref.upload}`, `assignment:${ref.assignment}`,
-        `model:${ref.version}`]) resolveWaiter(key, msg);
+        `model:${ref.version}`, `unit:${ref.unit}`]) resolveWaiter(key, msg);
       return;
     }
     default:
@@ -309,6 +316,26 @@ async function work(assign) {
   } finally {
     if (state.current === id) state.current = null;
     state.waiters.delete(`assignment:${id}`);
+  }
+}
+
+// A compute work unit (docs/protocol.md §16): run the kernel's JS twin on the unit's range and
+// send the result; replicas on other workers (Python or browser) must agree with it.
+async function compute(msg) {
+  const key = `unit:${msg.unit}`;
+  waiterFor(key);
+  try {
+    status("computing", `Computing a unit of job ${msg.job}…`);
+    const kernel = await import(new URL(`${msg.kernel}.js`, KERNELS_URL));
+    const started = performance.now();
+    const result = kernel.run(msg.spec, msg.config);
+    const seconds = (performance.now() - started) / 1000;
+    send({ type: "unit_result", unit: msg.unit, result, seconds });
+    await expect(key, "unit_ack");
+    state.counters.units = (state.counters.units || 0) + 1;
+    status("connected", "Unit accepted. Waiting for work.");
+  } finally {
+    state.waiters.delete(key);
   }
 }
 

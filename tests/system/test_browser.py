@@ -415,3 +415,34 @@ def test_a_folder_of_images_trains_the_digits_model_on_the_device(chromium, stac
     # Prepared as the server's digits were, the images teach a model that reads held-out digits.
     assert job.data["latest_model"]["metrics"]["accuracy"] > 0.8
     assert b"\x89PNG" not in sent and b"IDAT" not in sent
+
+
+def test_a_browser_and_a_python_worker_validate_each_others_prime_counts(volunteer, stack):
+    client = Client(stack.base_url, stack.token)
+    browser_id = join(volunteer("compute"), "compute")
+    stack.spawn_worker(stack.enroll("python-compute"), dataset=None)
+    wait_for(lambda: len(connected(client)) == 2, 60, "two workers")
+    job = client.jobs.create(
+        name="primes",
+        type="compute",
+        kernel="primes",
+        config={"lo": 1, "hi": 10**7},
+        policy={"unit_seconds": 0.001, "replicas": 2, "quorum": 2, "spot_check_rate": 1.0},
+    )
+    job.start().wait(timeout=120)
+    assert job.status == "completed", job.data
+    assert job.result()["count"] == 664_579
+    # Every unit was computed in the browser (JS) and in Python, and the two agreed.
+    per_worker = dict(
+        stack.sql(
+            "SELECT r.worker_id, count(*) FROM jobs_unitreplica r JOIN jobs_workunit u "
+            "ON u.id = r.unit_id WHERE u.job_id = %s AND r.status = 'valid' GROUP BY r.worker_id",
+            job.id,
+        )
+    )
+    units = stack.sql("SELECT count(*) FROM jobs_workunit WHERE job_id = %s", job.id)[0][0]
+    assert (
+        units > 1 and per_worker.get(browser_id) == units and sum(per_worker.values()) == 2 * units
+    )
+    for proc in stack.workers:
+        proc.terminate()
