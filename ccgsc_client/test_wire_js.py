@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +17,7 @@ import numpy as np
 import pytest
 
 from ccgsc_client import wire
+from kernels.node_runner import run_node_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_TESTS = Path("static") / "worker" / "wire.test.mjs"
@@ -884,29 +883,12 @@ def vectors(vectors_text: str) -> dict[str, Any]:
 # --- tests ---------------------------------------------------------------------------------
 
 
-def tap_count(output: str, key: str) -> int:
-    match = re.search(rf"^# {key} (\d+)$", output, re.MULTILINE)
-    assert match, f"Node's report has no '# {key}' line:\n{output}"
-    return int(match.group(1))
-
-
-@pytest.mark.skipif(NODE is None, reason="node is not on PATH, so wire.js cannot be run")
 def test_the_browser_wire_module_agrees_with_the_python_one_byte_for_byte(
     vectors_text: str, tmp_path: Path
 ) -> None:
-    assert NODE is not None
     path = tmp_path / "wire_vectors.json"
     path.write_text(vectors_text)
-    env = {**os.environ, "CCGSC_WIRE_VECTORS": str(path)}
-    command = [NODE, "--test", "--test-reporter=tap", str(NODE_TESTS)]
-    result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"Node's wire tests failed:\n{output}"
-    assert tap_count(output, "fail") == 0, output
-    assert tap_count(output, "skipped") == 0, f"Some Node tests were skipped:\n{output}"
-    assert tap_count(output, "pass") >= MIN_NODE_TESTS, f"Fewer Node tests ran:\n{output}"
+    run_node_tests(NODE_TESTS, "CCGSC_WIRE_VECTORS", path, min_passes=MIN_NODE_TESTS)
 
 
 def test_the_wire_module_uses_nothing_a_browser_lacks() -> None:

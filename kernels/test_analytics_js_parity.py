@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from kernels.analytics import STATISTICS, local, resolve_config
+from kernels.node_runner import run_node_tests
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -114,12 +111,6 @@ def parity_vectors() -> dict[str, Any]:
     return {"cases": cases, "fsum": fsum_vectors(33)}
 
 
-def tap_count(output: str, key: str) -> int:
-    match = re.search(rf"^# {key} (\d+)$", output, re.MULTILINE)
-    assert match, f"Node's report has no '# {key}' line:\n{output}"
-    return int(match.group(1))
-
-
 def left_to_right(values: list[float]) -> float:
     total = 0.0
     for value in values:
@@ -157,24 +148,11 @@ def test_the_vectors_cover_every_statistic_bounding_and_summation_order() -> Non
 
 
 def test_the_js_analytics_contribution_matches_numpy_under_node(tmp_path: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not on PATH, so the JavaScript analytics module cannot be run")
     vectors = parity_vectors()
     path = tmp_path / "analytics_vectors.json"
     path.write_text(json.dumps(vectors, allow_nan=False))
-    env = {**os.environ, "CCGSC_ANALYTICS_VECTORS": str(path)}
-    command = [node, "--test", "--test-reporter=tap", str(NODE_TESTS)]
-    result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    output = result.stdout + result.stderr
-    print(output)
-    assert result.returncode == 0, f"Node's analytics parity tests failed:\n{output}"
-    assert tap_count(output, "fail") == 0, output
-    assert tap_count(output, "skipped") == 0, f"Some Node tests were skipped:\n{output}"
     expected = TESTS_PER_CASE * len(vectors["cases"]) + STANDALONE_NODE_TESTS
-    assert tap_count(output, "pass") >= expected, f"Fewer Node tests ran than expected:\n{output}"
+    run_node_tests(NODE_TESTS, "CCGSC_ANALYTICS_VECTORS", path, min_passes=expected)
 
 
 def test_the_js_analytics_module_uses_nothing_a_browser_lacks() -> None:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +11,7 @@ import pytest
 
 from kernels.compute import ComputeKernel, get_compute_kernel
 from kernels.montecarlo import ordered_sum, sample_values
+from kernels.node_runner import run_node_tests
 from kernels.rng import blocks, uniform53
 
 HERE = Path(__file__).resolve().parent
@@ -238,30 +236,10 @@ def test_the_vectors_cover_every_kernel_and_the_edge_ranges() -> None:
     json.dumps(vectors, allow_nan=False)
 
 
-def tap_count(output: str, key: str) -> int:
-    match = re.search(rf"^# {key} (\d+)$", output, re.MULTILINE)
-    assert match, f"Node's report has no '# {key}' line:\n{output}"
-    return int(match.group(1))
-
-
 def test_the_js_compute_kernels_match_numpy_under_node(tmp_path: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not on PATH, so the JavaScript compute kernels cannot be run")
     vectors = tmp_path / "compute_vectors.json"
     vectors.write_text(json.dumps(golden_vectors(), allow_nan=False))
-    env = {**os.environ, "CCGSC_COMPUTE_VECTORS": str(vectors)}
-    command = [node, "--test", "--test-reporter=tap", str(NODE_TESTS)]
-    result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    output = result.stdout + result.stderr
-    print(output)
-    assert result.returncode == 0, f"Node's parity tests failed:\n{output}"
-    assert tap_count(output, "fail") == 0, output
-    assert tap_count(output, "skipped") == 0, f"Some Node tests were skipped:\n{output}"
-    assert tap_count(output, "todo") == 0, f"Some Node tests are marked todo:\n{output}"
-    assert tap_count(output, "pass") >= MIN_PASSES, f"Fewer Node tests ran than expected:\n{output}"
+    run_node_tests(NODE_TESTS, "CCGSC_COMPUTE_VECTORS", vectors, min_passes=MIN_PASSES)
 
 
 @pytest.mark.parametrize("module", BROWSER_MODULES)

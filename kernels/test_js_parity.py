@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import pytest
 from kernels import get_kernel, load_dataset
 from kernels.config import Config
 from kernels.kernel import Kernel
+from kernels.node_runner import run_node_tests
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -126,29 +124,10 @@ def golden_vectors() -> dict[str, Any]:
     return {"near_tie": NEAR_TIE, "cases": cases}
 
 
-def tap_count(output: str, key: str) -> int:
-    match = re.search(rf"^# {key} (\d+)$", output, re.MULTILINE)
-    assert match, f"Node's report has no '# {key}' line:\n{output}"
-    return int(match.group(1))
-
-
 def test_the_js_kernels_match_the_numpy_kernels_under_node(tmp_path: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not on PATH, so the JavaScript kernels cannot be run")
     vectors = tmp_path / "parity_vectors.json"
     vectors.write_text(json.dumps(golden_vectors()))
-    env = {**os.environ, "CCGSC_PARITY_VECTORS": str(vectors)}
-    command = [node, "--test", "--test-reporter=tap", str(NODE_TESTS)]
-    result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    output = result.stdout + result.stderr
-    print(output)
-    assert result.returncode == 0, f"Node's parity tests failed:\n{output}"
-    assert tap_count(output, "fail") == 0, output
-    assert tap_count(output, "skipped") == 0, f"Some Node tests were skipped:\n{output}"
-    assert tap_count(output, "pass") >= 40, f"Fewer Node tests ran than expected:\n{output}"
+    run_node_tests(NODE_TESTS, "CCGSC_PARITY_VECTORS", vectors, min_passes=40)
 
 
 @pytest.mark.parametrize("module", BROWSER_MODULES)
