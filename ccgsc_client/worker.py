@@ -83,7 +83,10 @@ class Worker:
         delay_s: float = 0.0,
         max_backoff_s: float = 30.0,
         faulty_compute: bool = False,
+        cpu_limit: float = 100.0,
     ) -> None:
+        if not 0 < cpu_limit <= 100:
+            raise ValueError("cpu_limit is a percentage in (0, 100]")
         self.url = server.rstrip("/") + "/ws/worker/"
         self.token, self.name = token, name
         self.X, self.y = X, y
@@ -94,6 +97,7 @@ class Worker:
         self.samples_per_s: float | None = None
         self.unit_results: dict[int, dict] = {}  # unit id -> unit_result not yet acknowledged
         self.faulty_compute = faulty_compute  # a test fault injector: see `wrong`
+        self.cpu_limit = cpu_limit  # percent of the time spent computing units
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -147,10 +151,17 @@ class Worker:
         return trained - weights, metrics
 
     def compute(self, unit: dict) -> dict:
-        """Run one compute unit (in a thread); returns its unit_result message."""
+        """Run one compute unit (in a thread); returns its unit_result message.
+
+        Under a ``cpu_limit`` below 100 % the worker rests after the unit so that computing
+        takes that share of its time; the time it reports includes the rest, since that is
+        how long a unit takes this worker (and what the server sizes its next units from).
+        """
         kernel = get_compute_kernel(unit["kernel"])
         start = time.perf_counter()
         result = kernel.run(unit["spec"], kernel.resolve_config(unit["config"]))
+        busy = time.perf_counter() - start
+        time.sleep(busy * (100.0 / self.cpu_limit - 1.0))
         seconds = time.perf_counter() - start
         if self.faulty_compute:
             result = wrong(result, kernel.exact_fields)
@@ -553,6 +564,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="partition seed")
     parser.add_argument("--name", default="", help="a name shown in the Director")
     parser.add_argument("--delay", type=float, default=0.0, help="extra seconds per round")
+    parser.add_argument(
+        "--cpu-limit",
+        type=float,
+        default=100.0,
+        help="percent of the time to spend computing units (rests in between), default 100",
+    )
     # A test fault injector (hidden from --help): return wrong compute results, off by one in
     # every exact field, to exercise the server's replica validation.
     parser.add_argument("--faulty-compute", action="store_true", help=argparse.SUPPRESS)
@@ -572,6 +589,7 @@ def main(argv: list[str] | None = None) -> None:
         name=args.name,
         delay_s=args.delay,
         faulty_compute=args.faulty_compute,
+        cpu_limit=args.cpu_limit,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(worker.run())

@@ -152,10 +152,7 @@ class ComputeKernel:
         the cost rate of its first index that fits the target, shortened once to the rate at its
         new last index. Empty ranges give no units.
         """
-        if not (isinstance(target_cost, int | float) and math.isfinite(target_cost)):
-            raise ValueError("target_cost must be a finite number.")
-        if target_cost <= 0:
-            raise ValueError("target_cost must be positive.")
+        _check_target(target_cost)
         if stop <= start:
             return []
         start, stop = self._checked_range(config, start, stop)
@@ -173,14 +170,37 @@ class ComputeKernel:
                 raise ValueError(
                     f"Cutting [{start}, {stop}) would make more than {max_units} units."
                 )
-            length = min(max(math.floor(target_cost / rate(config, at)), 1), stop - at)
-            shorter = math.floor(target_cost / rate(config, at + length - 1))
-            length = min(max(shorter, 1), length)
+            length = self._length(config, at, stop, target_cost)
             units.append(
                 {"start": at, "stop": at + length, "cost": self.cost(config, at, at + length)}
             )
             at += length
         return units
+
+    def next_unit(self, config: Config, start: int, *, target_cost: float) -> Unit | None:
+        """The unit ``split_range`` would cut first from [start, end of the space): how a
+        scheduler cuts the space lazily, one unit per worker sized to that worker's speed.
+        None when ``start`` is at the end of the space."""
+        _check_target(target_cost)
+        stop = self.space(config)[1]
+        if start >= stop:
+            return None
+        start, stop = self._checked_range(config, start, stop)
+        length = self._length(config, start, stop, target_cost)
+        return {
+            "start": start,
+            "stop": start + length,
+            "cost": self.cost(config, start, start + length),
+        }
+
+    def _length(self, config: Config, at: int, stop: int, target_cost: float) -> int:
+        """The length of the unit starting at ``at``: the largest whole number of indices at
+        the cost rate of ``at`` that fits the target, shortened once to the rate at its new
+        last index; at least one index, at most up to ``stop``."""
+        rate = self.ops.rate
+        length = min(max(math.floor(target_cost / rate(config, at)), 1), stop - at)
+        shorter = math.floor(target_cost / rate(config, at + length - 1))
+        return min(max(shorter, 1), length)
 
     def run(self, unit: Mapping[str, Any], config: Config) -> Result:
         """Compute one unit and return its JSON-able result, ``{"start", "stop", **fields}``."""
@@ -228,6 +248,13 @@ class ComputeKernel:
         if not low <= start < stop <= high:
             raise ValueError(f"[{start}, {stop}) is not a non-empty part of [{low}, {high}).")
         return int(start), int(stop)
+
+
+def _check_target(target_cost: Any) -> None:
+    if not (isinstance(target_cost, int | float) and math.isfinite(target_cost)):
+        raise ValueError("target_cost must be a finite number.")
+    if target_cost <= 0:
+        raise ValueError("target_cost must be positive.")
 
 
 def _start_of(result: Mapping[str, Any]) -> int:

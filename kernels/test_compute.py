@@ -237,12 +237,36 @@ def test_split_range_cuts_what_is_left_of_a_unit() -> None:
     assert k.split_range(config, 7, 7, target_cost=1.0) == []
 
 
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=20, deadline=None)
+@given(targets=st.lists(st.floats(min_value=1e-8, max_value=1e-3), min_size=1, max_size=40))
+def test_next_unit_cuts_the_space_lazily_like_split_with_any_mix_of_targets(
+    name: str, targets: list[float]
+) -> None:
+    k = kernel(name)
+    config = small(name)
+    start, stop = k.space(config)
+    at = start
+    for target in targets:
+        unit = k.next_unit(config, at, target_cost=target)
+        if unit is None:
+            break
+        assert unit == k.split_range(config, at, stop, target_cost=target)[0]
+        at = unit["stop"]
+    else:
+        return
+    assert at == stop
+    assert k.next_unit(config, stop, target_cost=1.0) is None
+
+
 def test_split_refuses_bad_targets_ranges_and_too_many_units() -> None:
     k = kernel("primes")
     config = k.resolve_config({"lo": 0, "hi": 10**9})
     for bad in (0, -1.0, math.inf, math.nan):
         with pytest.raises(ValueError, match="target_cost"):
             k.split(config, target_cost=bad)
+        with pytest.raises(ValueError, match="target_cost"):
+            k.next_unit(config, 0, target_cost=bad)
     with pytest.raises(ValueError, match="more than 100000 units"):
         k.split(config, target_cost=1e-9)
     with pytest.raises(ValueError, match="more than 10 units"):

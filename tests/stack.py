@@ -193,9 +193,10 @@ class Stack:
         partition: str = "iid",
         delay: float = 0.0,
         faulty_compute: bool = False,
+        cpu_limit: float = 100.0,
     ) -> subprocess.Popen:
         """A worker process; with no dataset it runs compute units only (wrongly, when
-        ``faulty_compute``: a test fault injector)."""
+        ``faulty_compute``: a test fault injector; at a share of its time, ``cpu_limit``)."""
         argv = [
             sys.executable,
             "-m",
@@ -205,6 +206,8 @@ class Stack:
             f"--token={token}",
             "--delay",
             str(delay),
+            "--cpu-limit",
+            str(cpu_limit),
         ]
         if dataset is not None:
             argv += ["--dataset", dataset, "--shard", shard, "--partition", partition]

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.jobs import gateway
+from apps.jobs.consent import ANALYTICS_CONSENT_VERSIONS
 from apps.jobs.models import AnalyticsContribution, Job, Worker
 from apps.rounds.privacy import BudgetExceeded, Ledger
 from kernels import analytics as kernel
@@ -52,16 +53,22 @@ def new_ledger(policy: dict) -> dict:
 
 
 def contributor_ids(tenant_id: int) -> list[int]:
-    """Ids of the tenant's connected, recently seen Python workers that hold rows of data.
+    """Ids of the tenant's connected, recently seen workers that hold rows of data.
 
-    Browser workers do not contribute yet.
+    Browser workers count only with recorded consent, as in round selection, and only to an
+    explainer that says analytics aggregates leave the device.
     """
     fresh = timezone.now() - timedelta(seconds=settings.CCGSC_WORKER_TIMEOUT_S)
+    consented = Q(
+        kind=Worker.Kind.BROWSER,
+        consented_at__isnull=False,
+        consent_version__in=ANALYTICS_CONSENT_VERSIONS,
+    )
     return list(
         Worker.objects.filter(
+            Q(kind=Worker.Kind.PYTHON) | consented,
             tenant_id=tenant_id,
             is_active=True,
-            kind=Worker.Kind.PYTHON,
             last_seen__gte=fresh,
             capabilities__samples__gt=0,
         )

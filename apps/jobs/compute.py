@@ -1,4 +1,9 @@
-"""Work-unit transitions of compute jobs: split, replica dispatch, result, validation, reduce.
+"""Work-unit transitions of compute jobs: cut, replica dispatch, result, validation, reduce.
+
+A job's space is cut lazily: when a worker asks for work and no unit cut so far wants a
+replica, the next unit is cut from where the last one stopped, sized so that it takes that
+worker about the policy's ``unit_seconds`` at its measured speed (apps.jobs.sizing). The units
+in the database are the whole of the job's progress, so a restart resumes where it stopped.
 
 Each transition is one transaction. Lock order, wherever two are taken: the job, then the
 worker, then its units, then the workers credited. A replica is handed out by a conditional
@@ -18,10 +23,10 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.jobs import gateway, validation
+from apps.jobs import gateway, sizing, validation
 from apps.jobs.models import Job, UnitReplica, Worker, WorkUnit
 from apps.rounds.selectors import busy_worker_ids
-from kernels.compute import ComputeKernel, get_compute_kernel
+from kernels.compute import MAX_UNITS, ComputeKernel, get_compute_kernel
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +48,8 @@ def _tasks():  # noqa: ANN202 - tasks import this module, so import them late
 
 
 def job_units_start(*, job: Job, first_start: bool) -> None:
-    """With the job locked and just set running: cut its space into units on the first start
-    (a fixed target cost of ``unit_seconds``), then hand them to the tenant's idle workers."""
-    if first_start and not job.units.exists():
-        spec = get_compute_kernel(job.kernel)
-        units = spec.split(job.config, target_cost=job.policy["unit_seconds"])
-        wanted, quorum = job.policy["replicas"], job.policy["quorum"]
-        WorkUnit.objects.bulk_create(
-            WorkUnit(
-                job=job,
-                index=i,
-                start=u["start"],
-                stop=u["stop"],
-                cost=u["cost"],
-                wanted=wanted,
-                quorum=quorum,
-            )
-            for i, u in enumerate(units)
-        )
+    """With the job locked and just set running (or resumed): hand work to the tenant's idle
+    workers. The space is cut lazily, one unit per worker as it asks (``unit_dispatch``)."""
     transaction.on_commit(lambda: _tasks().units_dispatch.delay(job.tenant_id))
     transaction.on_commit(lambda: _tasks().job_reduce.delay(job.id))  # a resumed job may be done
 
@@ -99,14 +88,28 @@ def units_dispatch(*, tenant_id: int) -> int:
     return sum(unit_dispatch(worker_id=worker_id) for worker_id in idle_workers(tenant_id))
 
 
-@transaction.atomic
 def unit_dispatch(*, worker_id: int) -> int:
-    """Send the worker the replica it holds again, or claim a replica of the next unit that
-    needs one and that the worker has not computed.
+    """Send the worker the replica it holds again, or claim a replica of a unit cut already
+    that needs one (`_claim`), or else cut a new unit sized for this worker from a job with
+    space left (`_cut`).
 
-    Returns 1 when a replica was newly claimed, else 0. The worker row is locked (skipping it
-    when another dispatcher holds it) so a worker never gets two replicas at once.
+    Returns 1 when a replica was newly handed out, else 0.
     """
+    outcome = _resend_or_claim(worker_id)
+    if outcome is not None:
+        return outcome
+    for job_id in _jobs_with_space(worker_id):
+        outcome = _cut(job_id=job_id, worker_id=worker_id)
+        if outcome is not None:
+            return outcome
+    return 0
+
+
+@transaction.atomic
+def _resend_or_claim(worker_id: int) -> int | None:
+    """With the worker locked (skipped when another dispatcher holds it, so a worker never
+    gets two replicas at once): 0 or 1 as ``unit_dispatch`` returns, or None when the worker
+    is free and no unit cut so far wants it."""
     worker = Worker.objects.select_for_update(skip_locked=True).filter(pk=worker_id).first()
     if worker is None or not worker.channel_name or not worker.is_active:
         return 0
@@ -114,38 +117,44 @@ def unit_dispatch(*, worker_id: int) -> int:
     held = held.select_related("unit__job").first()
     replica = held or _claim(worker)
     if replica is None:
-        return 0
+        return None
+    _send(worker, replica)
+    return 0 if held else 1
+
+
+def _send(worker: Worker, replica: UnitReplica) -> None:
     frame = unit_frame(replica)
     transaction.on_commit(lambda: gateway.send_frames([(worker.channel_name, frame)]))
-    return 0 if held else 1
 
 
 _OPEN = [WorkUnit.Status.ASSIGNED, WorkUnit.Status.RETURNED, WorkUnit.Status.DISPUTED]
 
 
+def _runnable_jobs(worker: Worker):  # noqa: ANN202 - a queryset of Job
+    return Job.objects.filter(
+        tenant_id=worker.tenant_id,
+        status=Job.Status.RUNNING,
+        type=Job.Type.COMPUTE,
+        kernel__in=worker.capabilities.get("kernels", []),
+    )
+
+
 def _claim(worker: Worker) -> UnitReplica | None:
     """Claim a replica: a pending unit (deciding its replication, see validation.replication)
     or an open unit with fewer replicas in play than it wants, each by a conditional UPDATE."""
-    kernels = worker.capabilities.get("kernels", [])
     candidates = (
         WorkUnit.objects.filter(
             Q(status=WorkUnit.Status.PENDING) | Q(status__in=_OPEN, in_play__lt=F("wanted")),
-            job__tenant_id=worker.tenant_id,
-            job__status=Job.Status.RUNNING,
-            job__type=Job.Type.COMPUTE,
-            job__kernel__in=kernels,
+            job__in=_runnable_jobs(worker),
         )
         .exclude(replicas__worker=worker)
         .order_by("job_id", "index")
-        .values_list("id", "job_id", "index", "status", "job__policy")[:8]
+        .values_list("id", "job_id", "index", "status", "cost", "job__kernel", "job__policy")[:8]
     )
     now = timezone.now()
-    for unit_id, job_id, index, status, policy in candidates:
+    for unit_id, job_id, index, status, cost, kernel, policy in candidates:
         if status == WorkUnit.Status.PENDING:
-            spot = validation.is_spot_checked(job_id, index, policy["spot_check_rate"])
-            wanted, quorum = validation.replication(
-                trust=worker.trust, spot_checked=spot, policy=policy
-            )
+            wanted, quorum = _replication(worker, job_id, index, policy)
             claimed = WorkUnit.objects.filter(pk=unit_id, status=WorkUnit.Status.PENDING).update(
                 status=WorkUnit.Status.ASSIGNED,
                 wanted=wanted,
@@ -158,10 +167,93 @@ def _claim(worker: Worker) -> UnitReplica | None:
                 pk=unit_id, status__in=_OPEN, in_play__lt=F("wanted")
             ).update(in_play=F("in_play") + 1)
         if claimed:
-            deadline = now + timedelta(seconds=policy["unit_deadline_s"])
-            replica = UnitReplica.objects.create(unit_id=unit_id, worker=worker, deadline=deadline)
-            return UnitReplica.objects.select_related("unit__job").get(pk=replica.pk)
+            return _new_replica(worker, unit_id, cost=cost, kernel=kernel, policy=policy)
     return None
+
+
+def _replication(worker: Worker, job_id: int, index: int, policy: dict) -> tuple[int, int]:
+    spot = validation.is_spot_checked(job_id, index, policy["spot_check_rate"])
+    return validation.replication(trust=worker.trust, spot_checked=spot, policy=policy)
+
+
+def _new_replica(
+    worker: Worker, unit_id: int, *, cost: float, kernel: str, policy: dict
+) -> UnitReplica:
+    speed = sizing.speed_of(worker.compute_speeds, kernel)
+    seconds = sizing.replica_deadline_s(policy=policy, cost=cost, speed=speed)
+    deadline = timezone.now() + timedelta(seconds=seconds)
+    replica = UnitReplica.objects.create(unit_id=unit_id, worker=worker, deadline=deadline)
+    return UnitReplica.objects.select_related("unit__job").get(pk=replica.pk)
+
+
+def _jobs_with_space(worker_id: int) -> list[int]:
+    """The running compute jobs the worker could run whose space is not all cut yet, oldest
+    first."""
+    worker = Worker.objects.filter(pk=worker_id).first()
+    if worker is None:
+        return []
+    jobs = _runnable_jobs(worker).order_by("id").values_list("id", "kernel", "config")
+    return [job_id for job_id, kernel, config in jobs if _cut_to(job_id, kernel, config)[0]]
+
+
+def _cut_to(job_id: int, kernel: str, config: dict) -> tuple[int | None, int]:
+    """Where the next unit of a job starts (None when the whole space is cut) and its index."""
+    last = WorkUnit.objects.filter(job_id=job_id).order_by("-index").values("stop", "index")
+    last = last.first()
+    start, stop = get_compute_kernel(kernel).space(config)
+    at, index = (last["stop"], last["index"] + 1) if last else (start, 0)
+    return (at if at < stop else None), index
+
+
+def space_is_cut(job: Job) -> bool:
+    """Whether a compute job's units cover its whole space."""
+    return _cut_to(job.id, job.kernel, job.config)[0] is None
+
+
+@transaction.atomic
+def _cut(*, job_id: int, worker_id: int) -> int | None:
+    """Cut the job's next unit, sized to the worker's measured speed, and hand the worker its
+    first replica: 1 when done, 0 when the worker is busy or gone, None when the job has no
+    space left (or stopped running).
+
+    The job row is locked first, then the worker's, as everywhere; the lock on the job
+    serializes cutting, so units tile the space without gaps or overlaps.
+    """
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None or job.status != Job.Status.RUNNING:
+        return None
+    worker = Worker.objects.select_for_update(skip_locked=True).filter(pk=worker_id).first()
+    if worker is None or not worker.channel_name or not worker.is_active:
+        return 0
+    if UnitReplica.objects.filter(worker=worker, status=_OUT).exists():
+        return 0  # another dispatcher got there first
+    at, index = _cut_to(job.id, job.kernel, job.config)
+    if at is None:
+        return None
+    spec = get_compute_kernel(job.kernel)
+    target = sizing.target_cost(
+        unit_seconds=job.policy["unit_seconds"],
+        speed=sizing.speed_of(worker.compute_speeds, job.kernel),
+        remaining_cost=spec.cost(job.config, at, spec.space(job.config)[1]),
+        units_left=MAX_UNITS - index,
+    )
+    cut = spec.next_unit(job.config, at, target_cost=target)
+    wanted, quorum = _replication(worker, job.id, index, job.policy)
+    unit = WorkUnit.objects.create(
+        job=job,
+        index=index,
+        start=cut["start"],
+        stop=cut["stop"],
+        cost=cut["cost"],
+        status=WorkUnit.Status.ASSIGNED,
+        wanted=wanted,
+        quorum=quorum,
+        in_play=1,
+        assigned_at=timezone.now(),
+    )
+    replica = _new_replica(worker, unit.id, cost=unit.cost, kernel=job.kernel, policy=job.policy)
+    _send(worker, replica)
+    return 1
 
 
 def unit_record_result(*, worker_id: int, unit_id: int, result: Any, seconds: float) -> str:
@@ -210,6 +302,8 @@ def _record_result(*, worker_id: int, unit_id: int, result: Any, seconds: float)
         _validate(job, unit, spec)
     elif unit.status in _SETTLED:
         _judge([replica], canonical=unit.result, spec=spec, job=job, cost=unit.cost, checked=True)
+    # Last: any worker rows judged above were locked in id order, this one among them.
+    _measure(worker_id, job.kernel, cost=unit.cost, seconds=replica.seconds)
     return ACCEPTED
 
 
@@ -231,7 +325,7 @@ def _validate(job: Job, unit: WorkUnit, spec: ComputeKernel) -> None:
         unit.save(update_fields=["status", "result", "worker", "seconds", "finished_at"])
         checked = unit.quorum > 1 or len(returned) > 1
         _judge(returned, canonical=unit.result, spec=spec, job=job, cost=unit.cost, checked=checked)
-        if not job.units.exclude(status__in=_SETTLED).exists():
+        if not job.units.exclude(status__in=_SETTLED).exists() and space_is_cut(job):
             transaction.on_commit(lambda: _tasks().job_reduce.delay(job.id))
         return
     disputed = len(group) < len(returned)
@@ -277,6 +371,21 @@ def _fits(spec: ComputeKernel, unit: WorkUnit, result: Any) -> bool:
     return spec.agree(result, {**result, "start": unit.start, "stop": unit.stop}, {})
 
 
+def _measure(worker_id: int, kernel: str, *, cost: float, seconds: float | None) -> None:
+    """Fold a result's speed (or, with ``seconds`` None, a missed deadline) into the worker's
+    measured speeds, with the worker row locked (after the job and unit, as everywhere)."""
+    worker = Worker.objects.select_for_update().get(pk=worker_id)
+    if seconds is None:
+        speeds = sizing.speeds_after_timeout(worker.compute_speeds, kernel)
+    else:
+        speeds = sizing.speeds_after_result(
+            worker.compute_speeds, kernel, cost=cost, seconds=seconds
+        )
+    if speeds != worker.compute_speeds:
+        worker.compute_speeds = speeds
+        worker.save(update_fields=["compute_speeds"])
+
+
 def _replica_end(job: Job, unit: WorkUnit, replica: UnitReplica, status: str, reason: str) -> None:
     """With the job and unit locked: a replica ended without a result. Its place goes back
     to the unit (which is pending again when no replica is left in play), or the unit fails
@@ -320,6 +429,8 @@ def replica_requeue(*, replica_id: int, reason: str) -> None:
     if job is None or unit is None or replica is None or replica.status != _OUT:
         return
     _replica_end(job, unit, replica, UnitReplica.Status.TIMEOUT, reason)
+    if reason == "deadline":
+        _measure(replica.worker_id, job.kernel, cost=unit.cost, seconds=None)
 
 
 def job_replicas_release(job: Job, reason: str) -> None:
@@ -351,7 +462,7 @@ def job_reduce(*, job_id: int) -> None:
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.type != Job.Type.COMPUTE or job.status != Job.Status.RUNNING:
             return
-        if job.units.exclude(status__in=_SETTLED).exists() or not job.units.exists():
+        if job.units.exclude(status__in=_SETTLED).exists() or not space_is_cut(job):
             return
         from apps.rounds.services import job_finish
 
@@ -381,10 +492,7 @@ def units_sweep() -> dict:
         )
         requeued += 1
     running = Job.objects.filter(type=Job.Type.COMPUTE, status=Job.Status.RUNNING)
-    wanting = Q(units__status=WorkUnit.Status.PENDING) | Q(
-        units__status__in=_OPEN, units__in_play__lt=F("units__wanted")
-    )
-    for tenant_id in running.filter(wanting).values_list("tenant_id", flat=True).distinct():
+    for tenant_id in running.values_list("tenant_id", flat=True).distinct():
         units_dispatch(tenant_id=tenant_id)
     finished = running.exclude(units__status__in=_UNSETTLED)
     for job_id in finished.filter(units__isnull=False).values_list("id", flat=True).distinct():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -11,6 +12,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import (
     Case,
     Count,
+    F,
     IntegerField,
     OuterRef,
     Q,
@@ -30,6 +32,7 @@ from apps.jobs.models import AnalyticsContribution, Job, UnitReplica, Worker, Wo
 from apps.registry.apis import artifact_response
 from apps.registry.models import ModelVersion
 from apps.rounds.models import Round
+from kernels.compute import get_compute_kernel
 
 JOBS_SHOWN = 200
 ROUNDS_SHOWN = 200
@@ -129,18 +132,24 @@ def _model_rows(job: Job) -> tuple[list[ModelVersion], int]:
 
 
 def _unit_counts(job: Job) -> dict[str, int]:
-    """A compute job's units by stage, in one query."""
+    """A compute job's units by stage, in one query, and the share of its space finished and
+    cut so far (units are cut lazily, so their number grows while the job runs)."""
     units = WorkUnit.Status
+    finished = Q(status__in=[units.DONE, units.VALIDATED])
     counts = job.units.aggregate(
         total=Count("id"),
-        finished=Count("id", filter=Q(status__in=[units.DONE, units.VALIDATED])),
+        finished=Count("id", filter=finished),
         in_flight=Count("id", filter=Q(status__in=[units.ASSIGNED, units.RETURNED])),
         disputed=Count("id", filter=Q(status=units.DISPUTED)),
         failed=Count("id", filter=Q(status=units.FAILED)),
         pending=Count("id", filter=Q(status=units.PENDING)),
+        finished_span=Sum(F("stop") - F("start"), filter=finished),
+        cut_span=Sum(F("stop") - F("start")),
     )
-    total = counts["total"]
-    counts["percent"] = round(100 * counts["finished"] / total) if total else 0
+    start, stop = get_compute_kernel(job.kernel).space(job.config)
+    size = max(stop - start, 1)
+    counts["percent"] = math.floor(100 * (counts.pop("finished_span") or 0) / size)
+    counts["cut_percent"] = math.floor(100 * (counts.pop("cut_span") or 0) / size)
     return counts
 
 

@@ -114,6 +114,9 @@ class Worker(models.Model):
     # apps.jobs.validation.
     credit = models.FloatField(default=0.0)
     trust = models.FloatField(default=0.5)
+    # Measured compute speed per kernel, in cost units per second (apps.jobs.sizing): what
+    # the next unit cut for this worker is sized from.
+    compute_speeds = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -148,7 +151,9 @@ class WorkUnit(models.Model):
 
     ``in_play`` counts the replicas assigned or returned (not timed out or failed); a unit is
     handed out while ``in_play < wanted``, by a conditional UPDATE of that counter.
-    ``deadline`` is unused since deadlines are kept per replica.
+    Units are cut lazily, each when a worker asks for work, sized to that worker's measured
+    speed (apps.jobs.sizing); ``index`` numbers them in the order they were cut, and the units
+    cut so far tile the space from its start to the highest ``stop``.
     """
 
     class Status(models.TextChoices):
@@ -173,7 +178,6 @@ class WorkUnit(models.Model):
     worker = models.ForeignKey(
         Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="units"
     )
-    deadline = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)
     error = models.CharField(max_length=64, blank=True)
@@ -187,7 +191,6 @@ class WorkUnit(models.Model):
         indexes = [
             models.Index(fields=["job", "status"]),
             models.Index(fields=["worker", "status"]),
-            models.Index(fields=["status", "deadline"]),
         ]
 
     def __str__(self) -> str:

@@ -73,7 +73,6 @@ class WorkUnitOutput(serializers.ModelSerializer):
             "quorum",
             "attempts",
             "worker",
-            "deadline",
             "result",
             "seconds",
             "error",
@@ -127,6 +126,7 @@ class WorkerOutput(serializers.ModelSerializer):
             "bad_frames",
             "credit",
             "trust",
+            "compute_speeds",
             "is_active",
             "created_at",
         ]

@@ -15,11 +15,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.jobs import services
+from apps.jobs.consent import CONSENT_VERSION
 from apps.jobs.models import Tenant, Worker
 from kernels import load_dataset, load_shard
 
-# The version of the explainer a volunteer consents to; bump it when what is sent changes.
-CONSENT_VERSION = "1"
 KERNEL_SOURCES = {
     "softmax",
     "mlp",

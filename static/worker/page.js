@@ -1,5 +1,6 @@
 // The volunteer page: consent, Join / Pause / Leave, the volunteer's conditions, and a live
-// view of what the runtime (a Web Worker) is doing. No training happens on this thread.
+// view of what the runtime (a Web Worker) is doing. No training, computing or contributing
+// happens on this thread.
 
 const app = document.getElementById("app");
 const $ = (id) => document.getElementById(id);
@@ -113,6 +114,8 @@ function onRuntime(msg, record) {
   if (c) {
     $("stat-round").textContent = c.job ? `job ${c.job}, round ${c.round}` : "–";
     $("stat-samples").textContent = String(c.samples);
+    $("stat-contributions").textContent = c.refused
+      ? `${c.contributions} accepted, ${c.refused} refused` : String(c.contributions);
     $("stat-sent").textContent = bytes(c.sent);
     $("stat-received").textContent = bytes(c.received);
     const used = addUsage(c.sent + c.received - lastSent);

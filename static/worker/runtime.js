@@ -1,5 +1,6 @@
 // The browser worker's runtime: a module Web Worker that speaks the worker protocol
-// (docs/protocol.md) and trains with the JS kernels. The page's thread only shows status.
+// (docs/protocol.md), trains with the JS kernels, runs compute units and contributes bounded
+// analytics aggregates of the volunteer's data. The page's thread only shows status.
 //
 // Page -> runtime: {cmd: "start", server, token, data?, file?, label?}, {cmd: "pause"},
 //                  {cmd: "resume"}, {cmd: "leave"}
@@ -18,7 +19,9 @@ const FATAL = new Set([wire.CLOSE_BAD_TOKEN, wire.CLOSE_FORBIDDEN, wire.CLOSE_BA
 const state = {
   server: "", token: "", data: null, socket: null, running: false, attempt: 0,
   heartbeat: null, current: null, pending: new Map(), waiters: new Map(), modelParts: new Map(),
-  counters: { samples: 0, sent: 0, received: 0, job: null, round: null },
+  contributing: new Set(),
+  counters: { samples: 0, sent: 0, received: 0, job: null, round: null, contributions: 0,
+    refused: 0 },
 };
 
 function post(event, extra = {}) {
@@ -160,8 +163,8 @@ function connect() {
       type: "hello", protocol: wire.PROTOCOL_VERSION, token: state.token,
       capabilities: {
         kernels: [...TRAIN_KERNELS, ...COMPUTE_KERNELS], codecs: ["f32", "f16"],
-        samples: state.data.n,
-        n_features: state.data.d, runtime: "browser", model_push: false,
+        ...(state.data?.n > 0 ? { samples: state.data.n, n_features: state.data.d } : {}),
+        runtime: "browser", model_push: false,
       },
     });
   };
@@ -214,6 +217,11 @@ async function onFrame(frame) {
       return compute(msg).catch(report);
     case "unit_ack":
       return resolveWaiter(`unit:${msg.unit}`, msg);
+    case "contribute":
+      if (state.contributing.has(msg.contribution)) return;
+      return contribute(msg);
+    case "contribution_ack":
+      return resolveWaiter(`contribution:${msg.contribution}`, msg);
     case "cancel":
       if (state.current === msg.assignment) state.current = null;
       return resolveWaiter(`assignment:${msg.assignment}`, msg);
@@ -224,7 +232,9 @@ async function onFrame(frame) {
     case "error": {
       const ref = msg.ref || {};
       for (const key of [`upload:${ref.upload}`, `assignment:${ref.assignment}`,
-        `model:${ref.version}`, `unit:${ref.unit}`]) resolveWaiter(key, msg);
+        `model:${ref.version}`, `unit:${ref.unit}`, `contribution:${ref.contribution}`]) {
+        resolveWaiter(key, msg);
+      }
       return;
     }
     default:
@@ -336,6 +346,40 @@ async function compute(msg) {
     status("connected", "Unit accepted. Waiting for work.");
   } finally {
     state.waiters.delete(key);
+  }
+}
+
+// An analytics contribution (docs/protocol.md §17): the bounded aggregates of one column of the
+// volunteer's rows (kernels/analytics.js, the twin of the server's check). Only these numbers
+// are sent; the rows stay here. A paused worker has no socket, so it is not asked.
+async function contribute(msg) {
+  if (!state.running || !state.data) return;
+  const id = msg.contribution;
+  const key = `contribution:${id}`;
+  state.contributing.add(id);
+  waiterFor(key);
+  try {
+    status("contributing", `Computing a contribution to job ${msg.job}…`);
+    const kernel = await import(new URL("analytics.js", KERNELS_URL));
+    const result = kernel.local(state.data, msg.config);
+    if (!state.running) return;  // paused while the kernel loaded
+    send({ type: "contribution", contribution: id, result });
+    const ack = await expect(key, "contribution_ack");
+    if (ack.status === "accepted") state.counters.contributions += 1;
+    status("connected", ack.status === "accepted"
+      ? `Contribution to job ${msg.job} accepted. Waiting for work.`
+      : `Job ${msg.job} ended before the contribution arrived. Waiting for work.`);
+  } catch (error) {
+    const refused = Object.hasOwn(wire.ERROR_CODES, error.message);
+    if (refused) state.counters.refused += 1;
+    if (state.running) {
+      status("connected", refused
+        ? `The server refused the contribution to job ${msg.job} (${error.message}).`
+        : `No contribution to job ${msg.job}: ${error.message}`);
+    }
+  } finally {
+    state.waiters.delete(key);
+    state.contributing.delete(id);
   }
 }
 

@@ -12,6 +12,17 @@ from tests.system.test_training import wait_for
 
 pytestmark = pytest.mark.system
 
+# A private histogram of one pixel of the digits (standardized), 50 rows from each worker.
+HISTOGRAM = {
+    "statistic": "histogram",
+    "column": 20,
+    "lo": -2.0,
+    "hi": 2.0,
+    "bins": 8,
+    "max_rows": 50,
+    "epsilon": 5.0,
+}
+
 
 def test_four_python_workers_release_a_private_histogram_within_its_noise_bound(stack) -> None:
     count = 4
@@ -19,15 +30,7 @@ def test_four_python_workers_release_a_private_histogram_within_its_noise_bound(
         stack.spawn_worker(stack.enroll(f"holder-{i}"), f"{i}/{count}", dataset="digits")
     client = Client(stack.base_url, stack.token)
     wait_for(lambda: sum(w["connected"] for w in client.workers()) == count, 120, "workers")
-    config = {
-        "statistic": "histogram",
-        "column": 20,
-        "lo": -2.0,
-        "hi": 2.0,
-        "bins": 8,
-        "max_rows": 50,
-        "epsilon": 5.0,
-    }
+    config = HISTOGRAM
     job = client.jobs.create(
         name="pixel 20",
         type="analytics",

@@ -8,7 +8,6 @@ the repository).
 from __future__ import annotations
 
 import csv
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -18,24 +17,12 @@ import pytest
 
 from ccgsc_client import Client
 from kernels import get_kernel, load_dataset, load_shard
-from tests.stack import ROOT, Stack
+from tests.stack import Stack
+from tests.system.conftest import ARTIFACTS
 from tests.system.sniffer import Sniffer
 from tests.system.test_training import recomputed_models, wait_for
 
 pytestmark = pytest.mark.system
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +38,6 @@ def stack(tmp_path_factory):
         yield stack.start()
     finally:
         stack.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: `make test` installs it")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def test_six_python_workers_count_the_primes_up_to_ten_million_twice_over(stack)
         type="compute",
         kernel="primes",
         config={"lo": 1, "hi": 10**7},
-        policy={"unit_seconds": 2e-4, "unit_deadline_s": 60, "replicas": 2},
+        policy={"unit_seconds": 2e-4, "replicas": 2, "spot_check_rate": 1.0},  # all checked
     )
     job.start()
     job.wait(timeout=240)
@@ -68,3 +68,41 @@ def test_a_worker_returning_wrong_counts_is_outvoted_and_earns_nothing(stack) ->
     assert all(w["credit"] > 0 and w["trust"] > 0.5 for w in workers.values())
     outvoted = [u for u in units if u["replicas"] > 2]
     assert outvoted  # the faulty worker's units needed a third replica
+
+
+def test_each_worker_gets_units_sized_to_take_it_about_unit_seconds(stack) -> None:
+    """A worker that computes a quarter of the time (``--cpu-limit 25``) is measured four
+    times slower and gets units a quarter the size, so that a unit takes either worker about
+    the policy's ``unit_seconds``."""
+    stack.spawn_worker(stack.enroll("full"), dataset=None)
+    stack.spawn_worker(stack.enroll("quarter"), dataset=None, cpu_limit=25)
+    client = Client(stack.base_url, stack.token)
+    wait_for(lambda: sum(w["connected"] for w in client.workers()) == 2, 120, "workers")
+    target = 0.3
+    job = client.jobs.create(
+        name="primes sized per worker",
+        type="compute",
+        kernel="primes",
+        config={"lo": 1, "hi": 2 * 10**9},
+        policy={"unit_seconds": target, "replicas": 1, "quorum": 1},
+    )
+    job.start()
+    job.wait(timeout=180)
+
+    assert job.status == "completed", job.data
+    assert job.result() == {"lo": 1, "hi": 2 * 10**9, "count": 98_222_287}
+    workers = {w["name"]: w for w in client.workers()}
+    full, quarter = (workers[name]["compute_speeds"]["primes"] for name in ("full", "quarter"))
+    assert 2.5 < full / quarter < 6  # four, give or take the machine's noise
+    units = sorted(job.units(), key=lambda u: u["index"])
+    for name in ("full", "quarter"):
+        # A worker's first unit is cut at the nominal speed; the rest at its measured one.
+        mine = [u for u in units if u["worker"] == workers[name]["id"]][1:]
+        assert len(mine) >= 3, name
+        seconds = sorted(u["seconds"] for u in mine)[len(mine) // 2]
+        assert target / 3 < seconds < target * 3, (name, seconds)
+    cost = {
+        name: sorted(u["cost"] for u in units if u["worker"] == workers[name]["id"])[1:]
+        for name in ("full", "quarter")
+    }
+    assert 2 < cost["full"][len(cost["full"]) // 2] / cost["quarter"][len(cost["quarter"]) // 2]

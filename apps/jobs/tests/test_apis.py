@@ -252,14 +252,17 @@ def test_an_invalid_compute_job_is_a_400_naming_the_field(api, change, field) ->
 
 
 def test_a_started_compute_job_lists_its_units_page_by_page(api, tenant) -> None:
+    for _ in range(5):
+        make_compute_worker(tenant)
     job_id = api.post("/api/v1/jobs/", COMPUTE, format="json").json()["id"]
     assert api.post(f"/api/v1/jobs/{job_id}/start/").status_code == 200
+    assert compute.units_dispatch(tenant_id=tenant.id) == 5  # three units, two replicas each
     count = WorkUnit.objects.filter(job_id=job_id).count()
     page = api.get(f"/api/v1/jobs/{job_id}/units/?limit=2").json()
-    assert page["count"] == count > 2 and [u["index"] for u in page["results"]] == [0, 1]
+    assert page["count"] == count == 3 and [u["index"] for u in page["results"]] == [0, 1]
     first = page["results"][0]
-    assert first["start"] == 1 and first["status"] == "pending"
-    assert (first["replicas"], first["quorum"], first["result"]) == (0, 2, None)
+    assert first["start"] == 1 and first["status"] == "assigned"
+    assert (first["replicas"], first["quorum"], first["result"]) == (2, 2, None)
     other = make_compute_job(make_tenant())
     assert api.get(f"/api/v1/jobs/{other.id}/units/").status_code == 404
 

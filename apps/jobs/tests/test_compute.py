@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from itertools import pairwise
 from unittest import mock
 
 import pytest
@@ -36,10 +37,9 @@ def tenant():
     return make_tenant()
 
 
-def start(job: Job, capture, execute: bool = False) -> list[WorkUnit]:
+def start(job: Job, capture, execute: bool = False) -> None:
     with capture(execute=execute):
         job_services.job_start(job_id=job.id)
-    return list(job.units.order_by("index"))
 
 
 def dispatch(worker: Worker, capture) -> WorkUnit | None:
@@ -53,10 +53,16 @@ def held(worker: Worker) -> UnitReplica | None:
     return UnitReplica.objects.filter(worker=worker, status="assigned").first()
 
 
-def report(worker: Worker, unit: WorkUnit, capture, result: dict | None = None) -> str:
+def report(
+    worker: Worker, unit: WorkUnit, capture, result: dict | None = None, speed: float = 1.0
+) -> str:
+    """The worker's result, computed (by its report) at ``speed`` cost units per second."""
     with capture(execute=True):
         return compute.unit_record_result(
-            worker_id=worker.id, unit_id=unit.id, result=result or right_result(unit), seconds=0.5
+            worker_id=worker.id,
+            unit_id=unit.id,
+            result=result or right_result(unit),
+            seconds=unit.cost / speed,
         )
 
 
@@ -70,15 +76,101 @@ def right_result(unit: WorkUnit) -> dict:
     return kernel.run({"start": unit.start, "stop": unit.stop}, unit.job.config)
 
 
-def test_it_cuts_the_whole_space_into_consecutive_units_when_the_job_starts(
-    tenant, django_capture_on_commit_callbacks
+def test_units_are_cut_one_at_a_time_as_workers_ask_and_replicas_come_first(
+    tenant, django_capture_on_commit_callbacks, sent
 ) -> None:
-    job = make_compute_job(tenant)
-    units = start(job, django_capture_on_commit_callbacks)
-    assert len(units) == 5 and [u.index for u in units] == list(range(5))
+    job = make_compute_job(tenant)  # unit_seconds 2e-5: five units at the nominal speed
+    start(job, django_capture_on_commit_callbacks)
+    assert not job.units.exists() and not compute.space_is_cut(job)
+    first, second, third = (make_compute_worker(tenant) for _ in range(3))
+    unit = dispatch(first, django_capture_on_commit_callbacks)
+    assert (unit.index, unit.start, unit.status) == (0, 1, "assigned")
+    assert unit.cost == pytest.approx(2e-5, rel=0.01)
+    assert dispatch(second, django_capture_on_commit_callbacks) == unit  # its second replica
+    after = dispatch(third, django_capture_on_commit_callbacks)
+    assert (after.index, after.start) == (1, unit.stop)
+    for worker in (first, second):
+        report(worker, unit, django_capture_on_commit_callbacks)
+    while (nxt := dispatch(first, django_capture_on_commit_callbacks)) is not None:
+        report(first, nxt, django_capture_on_commit_callbacks)
+    units = list(job.units.order_by("index"))
+    assert len(units) == 5 and compute.space_is_cut(job)
     assert units[0].start == 1 and units[-1].stop == 100_001
-    assert all(a.stop == b.start for a, b in zip(units, units[1:], strict=False))
-    assert {u.status for u in units} == {"pending"} and job.policy["max_attempts"] == 3
+    assert all(a.stop == b.start for a, b in pairwise(units))
+
+
+BIG = {"lo": 1, "hi": 10**11}  # about 430 cost units: hundreds of units of half a second
+
+
+def unchecked_result(unit: WorkUnit) -> dict:
+    """A result of the unit's shape, for a unit too big to compute in a test (none of these
+    tests checks it against another replica)."""
+    return {"start": unit.start, "stop": unit.stop, "count": 0}
+
+
+def test_each_unit_is_sized_to_the_measured_speed_of_the_worker_it_is_cut_for(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    fast, slow, new = (make_compute_worker(tenant) for _ in range(3))
+    job = make_compute_job(tenant, config=BIG, policy={"unit_seconds": 0.5, "replicas": 1})
+    start(job, django_capture_on_commit_callbacks)
+    # Each worker's first unit is cut at the nominal speed; its report measures its speed.
+    for worker, speed in ((fast, 4.0), (slow, 0.5)):
+        report(
+            worker,
+            unit := dispatch(worker, django_capture_on_commit_callbacks),
+            django_capture_on_commit_callbacks,
+            result=unchecked_result(unit),
+            speed=speed,
+        )
+        worker.refresh_from_db()
+        assert worker.compute_speeds == {"primes": pytest.approx(speed)}
+    costs = {}
+    for worker in (fast, slow, new):
+        costs[worker] = dispatch(worker, django_capture_on_commit_callbacks).cost
+    assert costs[fast] == pytest.approx(4 * 0.5, rel=0.01)
+    assert costs[slow] == pytest.approx(0.5 * 0.5, rel=0.05)
+    assert costs[new] == pytest.approx(0.5, rel=0.01)
+    # Each replica's deadline gives its worker the policy's unit_deadline_s for its unit.
+    for worker in (fast, slow, new):
+        left = (held(worker).deadline - timezone.now()).total_seconds()
+        assert 55 < left <= 60
+
+
+def test_a_missed_deadline_halves_the_speed_and_a_bigger_unit_gets_a_longer_deadline(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    fast, slow = make_compute_worker(tenant), make_compute_worker(tenant)
+    Worker.objects.filter(pk=fast.pk).update(compute_speeds={"primes": 8.0})
+    Worker.objects.filter(pk=slow.pk).update(compute_speeds={"primes": 1.0})
+    job = make_compute_job(tenant, config=BIG, policy={"unit_seconds": 0.5, "replicas": 1})
+    start(job, django_capture_on_commit_callbacks)
+    unit = dispatch(fast, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=False):
+        compute.replica_requeue(replica_id=held(fast).id, reason="deadline")
+    fast.refresh_from_db()
+    assert fast.compute_speeds == {"primes": 4.0}
+    assert dispatch(slow, django_capture_on_commit_callbacks) == unit  # requeued, not re-cut
+    left = (held(slow).deadline - timezone.now()).total_seconds()
+    times = unit.cost / 0.5  # the unit is this many of the slow worker's usual units
+    assert times > 4 and times * 60 - 5 < left <= times * 60  # and gets as many deadlines
+
+
+def test_a_job_is_reduced_only_once_its_whole_space_is_cut_and_validated(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    worker = make_compute_worker(tenant)
+    job = make_compute_job(tenant, policy={"unit_seconds": 2e-5, "replicas": 1})
+    start(job, django_capture_on_commit_callbacks)
+    report(
+        worker,
+        dispatch(worker, django_capture_on_commit_callbacks),
+        django_capture_on_commit_callbacks,
+    )
+    compute.job_reduce(job_id=job.id)
+    job.refresh_from_db()
+    assert job.status == "running" and job.result is None  # the first unit is all there is yet
+    assert set(job.units.values_list("status", flat=True)) == {"validated"}
 
 
 def test_it_hands_an_idle_worker_one_unit_of_a_kernel_it_runs(
@@ -127,8 +219,10 @@ def test_concurrent_dispatchers_never_over_assign_a_unit(tenant, sent) -> None:
     replicas = list(UnitReplica.objects.filter(unit__job=job, status="assigned"))
     assert len(replicas) == 8  # one to each worker, at most two (the policy's) per unit
     assert len({r.worker_id for r in replicas}) == 8 == len({w.id for w in workers})
-    for unit in job.units.all():
+    units = list(job.units.order_by("index"))
+    for unit in units:
         assert unit.in_play == unit.replicas.count() <= 2
+    assert units[0].start == 1 and all(a.stop == b.start for a, b in pairwise(units))
     holders = {(r.unit_id, r.worker.channel_name) for r in replicas}
     assert all((frame["unit"], channel) in holders for channel, frame in sent)  # resends too
 

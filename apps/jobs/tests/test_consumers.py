@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -460,15 +461,17 @@ async def test_a_compute_worker_runs_every_unit_and_the_job_completes_with_the_c
         assert unit["type"] == "unit" and unit["job"] == job.id and unit["kernel"] == "primes"
         units.append(unit["spec"])
         result = kernel.run(unit["spec"], unit["config"])
-        await send(
-            comm, {"type": "unit_result", "unit": unit["unit"], "result": result, "seconds": 0.1}
-        )
+        # Computed at the nominal speed, so the next unit is cut to the same cost.
+        seconds = kernel.cost(unit["config"], result["start"], result["stop"])
+        message = {"type": "unit_result", "unit": unit["unit"], "result": result}
+        await send(comm, {**message, "seconds": seconds})
         assert await receive(comm) == {
             "type": "unit_ack",
             "unit": unit["unit"],
             "status": "accepted",
         }
     assert units[0]["start"] == 1 and units[-1]["stop"] == 100_001
+    assert all(a["stop"] == b["start"] for a, b in pairwise(units))
     assert await comm.receive_nothing(0.2)
     job = await db(Job.objects.get)(pk=job.id)
     assert job.status == "completed" and job.result["count"] == 9592

@@ -339,7 +339,7 @@ def test_the_workers_page_takes_the_same_number_of_queries_for_few_or_many_worke
 
 @pytest.mark.django_db
 def test_the_compute_job_page_counts_units_by_stage_with_a_labelled_progress_bar(staff_client):
-    job = testing.make_compute_job(make_tenant())
+    job = testing.make_compute_job(make_tenant(), config={"lo": 0, "hi": 199})  # [0, 200)
     stages = WorkUnit.Status
     for status, how_many in [
         (stages.DONE, 3),
@@ -365,8 +365,12 @@ def test_the_compute_job_page_counts_units_by_stage_with_a_labelled_progress_bar
         "1",
         "3",
     ]
-    assert '<progress id="unit-progress" max="12" value="4">' in html
-    assert '<label for="unit-progress">Units done or validated: 4 of 12 (33%)</label>' in html
+    # Twelve units of ten cut so far: 60% of the space; four finished: 20%.
+    assert '<progress id="unit-progress" max="100" value="20">' in html
+    assert (
+        '<label for="unit-progress">Space done or validated: 20% (4 of the 12 units cut so far, '
+        "which cover 60% of the space)</label>"
+    ) in html
     assert 'id="rounds-heading"' not in html and "<svg" not in html
 
 
