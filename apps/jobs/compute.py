@@ -5,10 +5,13 @@ replica, the next unit is cut from where the last one stopped, sized so that it 
 worker about the policy's ``unit_seconds`` at its measured speed (apps.jobs.sizing). The units
 in the database are the whole of the job's progress, so a restart resumes where it stopped.
 
-Each transition is one transaction. Lock order, wherever two are taken: the job, then the
-worker, then its units, then the workers credited. A replica is handed out by a conditional
-UPDATE of its unit's ``in_play`` counter, so two dispatchers never over-assign a unit; a worker
-holds at most one replica at a time and never two replicas of one unit.
+Each transition is one transaction. A result (or a timeout) locks the job, then the unit,
+then the workers it judges in id order; a dispatch locks the worker, then claims a unit by a
+conditional UPDATE of its ``in_play`` counter (so two dispatchers never over-assign a unit) or
+inserts a new unit. Results take the job row FOR NO KEY UPDATE, which does not conflict with
+the key-share lock an insert of a unit takes on its job, so a dispatch holding a worker never
+waits for a result that waits for that worker. A worker holds at most one replica at a time
+and never two replicas of one unit.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -89,42 +92,43 @@ def units_dispatch(*, tenant_id: int) -> int:
 
 
 def unit_dispatch(*, worker_id: int) -> int:
-    """Send the worker the replica it holds again, or claim a replica of a unit cut already
-    that needs one (`_claim`), or else cut a new unit sized for this worker from a job with
-    space left (`_cut`).
+    """Send the worker the replica it holds again, or hand it a new one (through the channel
+    layer); returns 1 when a replica was newly handed out, else 0."""
+    replica, fresh = _dispatch(worker_id)
+    if replica is not None:
+        frames = [(replica.worker.channel_name, unit_frame(replica))]
+        transaction.on_commit(lambda: gateway.send_frames(frames))
+    return fresh
 
-    Returns 1 when a replica was newly handed out, else 0.
-    """
-    outcome = _resend_or_claim(worker_id)
-    if outcome is not None:
-        return outcome
-    for job_id in _jobs_with_space(worker_id):
-        outcome = _cut(job_id=job_id, worker_id=worker_id)
-        if outcome is not None:
-            return outcome
-    return 0
+
+def next_unit_frame(*, worker_id: int) -> dict | None:
+    """The unit frame the worker should be sent now (the replica it holds, or a new one), for
+    a caller that sends it on the worker's own socket; None when there is no work for it."""
+    replica, _ = _dispatch(worker_id)
+    return unit_frame(replica) if replica is not None else None
 
 
 @transaction.atomic
-def _resend_or_claim(worker_id: int) -> int | None:
-    """With the worker locked (skipped when another dispatcher holds it, so a worker never
-    gets two replicas at once): 0 or 1 as ``unit_dispatch`` returns, or None when the worker
-    is free and no unit cut so far wants it."""
+def _dispatch(worker_id: int) -> tuple[UnitReplica | None, int]:
+    """(the replica the worker should run, 1 if it was newly handed out else 0), committed.
+
+    With the worker row locked (skipped when another dispatcher holds it, so a worker never
+    gets two replicas at once): the replica it holds, or a replica of a unit cut already
+    that wants one (`_claim`), or else the next unit of a job with space left, cut for this
+    worker (`_cut`).
+    """
     worker = Worker.objects.select_for_update(skip_locked=True).filter(pk=worker_id).first()
     if worker is None or not worker.channel_name or not worker.is_active:
-        return 0
+        return None, 0
     held = UnitReplica.objects.filter(worker=worker, status=_OUT)
-    held = held.select_related("unit__job").first()
-    replica = held or _claim(worker)
+    held = held.select_related("unit__job", "worker").first()
+    if held is not None:
+        return held, 0
+    replica = _claim(worker)
     if replica is None:
-        return None
-    _send(worker, replica)
-    return 0 if held else 1
-
-
-def _send(worker: Worker, replica: UnitReplica) -> None:
-    frame = unit_frame(replica)
-    transaction.on_commit(lambda: gateway.send_frames([(worker.channel_name, frame)]))
+        jobs = _runnable_jobs(worker).order_by("id")
+        replica = next(filter(None, (_cut(worker, job) for job in jobs)), None)
+    return replica, int(replica is not None)
 
 
 _OPEN = [WorkUnit.Status.ASSIGNED, WorkUnit.Status.RETURNED, WorkUnit.Status.DISPUTED]
@@ -167,7 +171,8 @@ def _claim(worker: Worker) -> UnitReplica | None:
                 pk=unit_id, status__in=_OPEN, in_play__lt=F("wanted")
             ).update(in_play=F("in_play") + 1)
         if claimed:
-            return _new_replica(worker, unit_id, cost=cost, kernel=kernel, policy=policy)
+            unit = WorkUnit.objects.select_related("job").get(pk=unit_id)
+            return _new_replica(worker, unit, cost=cost, kernel=kernel, policy=policy)
     return None
 
 
@@ -177,23 +182,12 @@ def _replication(worker: Worker, job_id: int, index: int, policy: dict) -> tuple
 
 
 def _new_replica(
-    worker: Worker, unit_id: int, *, cost: float, kernel: str, policy: dict
+    worker: Worker, unit: WorkUnit, *, cost: float, kernel: str, policy: dict
 ) -> UnitReplica:
     speed = sizing.speed_of(worker.compute_speeds, kernel)
     seconds = sizing.replica_deadline_s(policy=policy, cost=cost, speed=speed)
     deadline = timezone.now() + timedelta(seconds=seconds)
-    replica = UnitReplica.objects.create(unit_id=unit_id, worker=worker, deadline=deadline)
-    return UnitReplica.objects.select_related("unit__job").get(pk=replica.pk)
-
-
-def _jobs_with_space(worker_id: int) -> list[int]:
-    """The running compute jobs the worker could run whose space is not all cut yet, oldest
-    first."""
-    worker = Worker.objects.filter(pk=worker_id).first()
-    if worker is None:
-        return []
-    jobs = _runnable_jobs(worker).order_by("id").values_list("id", "kernel", "config")
-    return [job_id for job_id, kernel, config in jobs if _cut_to(job_id, kernel, config)[0]]
+    return UnitReplica.objects.create(unit=unit, worker=worker, deadline=deadline)
 
 
 def _cut_to(job_id: int, kernel: str, config: dict) -> tuple[int | None, int]:
@@ -210,50 +204,70 @@ def space_is_cut(job: Job) -> bool:
     return _cut_to(job.id, job.kernel, job.config)[0] is None
 
 
-@transaction.atomic
-def _cut(*, job_id: int, worker_id: int) -> int | None:
-    """Cut the job's next unit, sized to the worker's measured speed, and hand the worker its
-    first replica: 1 when done, 0 when the worker is busy or gone, None when the job has no
-    space left (or stopped running).
+class _Stopped(Exception):
+    """The job stopped running while a unit was being cut for it."""
 
-    The job row is locked first, then the worker's, as everywhere; the lock on the job
-    serializes cutting, so units tile the space without gaps or overlaps.
+
+CUT_RETRIES = 20
+
+
+def _cut(worker: Worker, job: Job) -> UnitReplica | None:
+    """With the worker locked: cut the job's next unit, sized to the worker's measured speed,
+    and give the worker its first replica; None when the job has no space left or stopped.
+
+    No lock on the job is taken (a worker is locked, and results lock the job before
+    workers): concurrent cutters of one job race for the next ``index``, which the unique
+    (job, index) constraint gives to one of them; the others read the new end and cut again.
+    A unit cut while the job was being stopped is rolled back: the status is read again
+    after the insert, which waits for a stop that holds the job row.
     """
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
-    if job is None or job.status != Job.Status.RUNNING:
-        return None
-    worker = Worker.objects.select_for_update(skip_locked=True).filter(pk=worker_id).first()
-    if worker is None or not worker.channel_name or not worker.is_active:
-        return 0
-    if UnitReplica.objects.filter(worker=worker, status=_OUT).exists():
-        return 0  # another dispatcher got there first
-    at, index = _cut_to(job.id, job.kernel, job.config)
-    if at is None:
-        return None
     spec = get_compute_kernel(job.kernel)
-    target = sizing.target_cost(
-        unit_seconds=job.policy["unit_seconds"],
-        speed=sizing.speed_of(worker.compute_speeds, job.kernel),
-        remaining_cost=spec.cost(job.config, at, spec.space(job.config)[1]),
-        units_left=MAX_UNITS - index,
+    speed = sizing.speed_of(worker.compute_speeds, job.kernel)
+    for _ in range(CUT_RETRIES):
+        at, index = _cut_to(job.id, job.kernel, job.config)
+        if at is None:
+            return None
+        target = sizing.target_cost(
+            unit_seconds=job.policy["unit_seconds"],
+            speed=speed,
+            remaining_cost=spec.cost(job.config, at, spec.space(job.config)[1]),
+            units_left=MAX_UNITS - index,
+        )
+        cut = spec.next_unit(job.config, at, target_cost=target)
+        wanted, quorum = _replication(worker, job.id, index, job.policy)
+        try:
+            with transaction.atomic():
+                unit = WorkUnit.objects.create(
+                    job=job,
+                    index=index,
+                    start=cut["start"],
+                    stop=cut["stop"],
+                    cost=cut["cost"],
+                    status=WorkUnit.Status.ASSIGNED,
+                    wanted=wanted,
+                    quorum=quorum,
+                    in_play=1,
+                    assigned_at=timezone.now(),
+                )
+                if not Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).exists():
+                    raise _Stopped
+        except IntegrityError:
+            continue  # another dispatcher cut this index first
+        except _Stopped:
+            return None
+        return _new_replica(worker, unit, cost=unit.cost, kernel=job.kernel, policy=job.policy)
+    return None
+
+
+def unit_result_and_next(
+    *, worker_id: int, unit_id: int, result: Any, seconds: float
+) -> tuple[str, dict | None]:
+    """``unit_record_result``, then ``next_unit_frame``: what a worker's socket answers a
+    result with, in two transactions but one trip to the database thread."""
+    status = unit_record_result(
+        worker_id=worker_id, unit_id=unit_id, result=result, seconds=seconds
     )
-    cut = spec.next_unit(job.config, at, target_cost=target)
-    wanted, quorum = _replication(worker, job.id, index, job.policy)
-    unit = WorkUnit.objects.create(
-        job=job,
-        index=index,
-        start=cut["start"],
-        stop=cut["stop"],
-        cost=cut["cost"],
-        status=WorkUnit.Status.ASSIGNED,
-        wanted=wanted,
-        quorum=quorum,
-        in_play=1,
-        assigned_at=timezone.now(),
-    )
-    replica = _new_replica(worker, unit.id, cost=unit.cost, kernel=job.kernel, policy=job.policy)
-    _send(worker, replica)
-    return 1
+    return status, next_unit_frame(worker_id=worker_id)
 
 
 def unit_record_result(*, worker_id: int, unit_id: int, result: Any, seconds: float) -> str:
@@ -280,8 +294,8 @@ _ANSWERED = {
 
 @transaction.atomic
 def _record_result(*, worker_id: int, unit_id: int, result: Any, seconds: float) -> str:
-    job_id = WorkUnit.objects.filter(pk=unit_id).values_list("job_id", flat=True).first()
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    job = Job.objects.select_for_update(no_key=True, of=("self",)).filter(units__id=unit_id)
+    job = job.first()
     unit = WorkUnit.objects.select_for_update().filter(pk=unit_id).first()
     replica = UnitReplica.objects.filter(unit_id=unit_id, worker_id=worker_id)
     replica = replica.select_for_update().first()
@@ -356,12 +370,11 @@ def _judge(
         agreed = spec.agree(replica.result, canonical, job.config)
         replica.status = UnitReplica.Status.VALID if agreed else UnitReplica.Status.REJECTED
         replica.save(update_fields=["status"])
-        worker = Worker.objects.select_for_update().get(pk=replica.worker_id)
-        if agreed:
-            worker.credit += cost
-        if checked or not agreed:
-            worker.trust = validation.trust_after(worker.trust, agreed=agreed)
-        worker.save(update_fields=["credit", "trust"])
+        scale, shift = validation.trust_step(agreed=agreed) if checked or not agreed else (1, 0)
+        Worker.objects.filter(pk=replica.worker_id).update(
+            credit=F("credit") + (cost if agreed else 0.0),
+            trust=F("trust") * scale + shift,
+        )
 
 
 def _fits(spec: ComputeKernel, unit: WorkUnit, result: Any) -> bool:
@@ -374,6 +387,8 @@ def _fits(spec: ComputeKernel, unit: WorkUnit, result: Any) -> bool:
 def _measure(worker_id: int, kernel: str, *, cost: float, seconds: float | None) -> None:
     """Fold a result's speed (or, with ``seconds`` None, a missed deadline) into the worker's
     measured speeds, with the worker row locked (after the job and unit, as everywhere)."""
+    if seconds is not None and not sizing.is_timed(seconds):
+        return  # too short to measure anything
     worker = Worker.objects.select_for_update().get(pk=worker_id)
     if seconds is None:
         speeds = sizing.speeds_after_timeout(worker.compute_speeds, kernel)
@@ -423,7 +438,7 @@ def replica_requeue(*, replica_id: int, reason: str) -> None:
     wants another."""
     found = UnitReplica.objects.filter(pk=replica_id).values_list("unit__job_id", "unit_id")
     job_id, unit_id = found.first() or (None, None)
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
     unit = WorkUnit.objects.select_for_update().filter(pk=unit_id).first()
     replica = UnitReplica.objects.select_for_update().filter(pk=replica_id).first()
     if job is None or unit is None or replica is None or replica.status != _OUT:
@@ -459,7 +474,7 @@ def job_reduce(*, job_id: int) -> None:
     job's result; the units are then done. The job row is locked while it is read and written,
     so a repeat does nothing."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
         if job is None or job.type != Job.Type.COMPUTE or job.status != Job.Status.RUNNING:
             return
         if job.units.exclude(status__in=_SETTLED).exists() or not space_is_cut(job):

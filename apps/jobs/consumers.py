@@ -176,7 +176,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
         for event in held:
             await self.worker_send(event)
-        await database_sync_to_async(compute.unit_dispatch)(worker_id=worker.pk)
+        unit = await database_sync_to_async(compute.next_unit_frame)(worker_id=worker.pk)
+        if unit is not None:
+            await self._send_msg(unit)
         await database_sync_to_async(analytics.worker_contributions_offer)(worker_id=worker.pk)
 
     async def on_heartbeat(self, msg: dict) -> None:
@@ -205,14 +207,15 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_unit_result(self, msg: dict) -> None:
-        status = await database_sync_to_async(compute.unit_record_result)(
+        status, unit = await database_sync_to_async(compute.unit_result_and_next)(
             worker_id=self.worker_id,
             unit_id=msg["unit"],
             result=msg["result"],
             seconds=msg["seconds"],
         )
         await self._send_msg({"type": "unit_ack", "unit": msg["unit"], "status": status})
-        await database_sync_to_async(compute.unit_dispatch)(worker_id=self.worker_id)
+        if unit is not None:
+            await self._send_msg(unit)
 
     async def on_contribution(self, msg: dict) -> None:
         status = await database_sync_to_async(analytics.contribution_record)(

@@ -186,7 +186,7 @@ class WorkUnit(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["job", "index"]
+        ordering = ["job_id", "index"]
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="workunit_unique")]
         indexes = [
             models.Index(fields=["job", "status"]),
@@ -221,7 +221,7 @@ class UnitReplica(models.Model):
     returned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["unit", "id"]
+        ordering = ["unit_id", "id"]
         constraints = [
             models.UniqueConstraint(fields=["unit", "worker"], name="unitreplica_unique")
         ]
@@ -254,7 +254,7 @@ class AnalyticsContribution(models.Model):
     returned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["job", "id"]
+        ordering = ["job_id", "id"]
         constraints = [
             models.UniqueConstraint(fields=["job", "worker"], name="analyticscontribution_unique")
         ]

@@ -41,6 +41,11 @@ def speed_of(speeds: Mapping[str, float] | None, kernel: str) -> float:
     return NOMINAL_SPEED
 
 
+def is_timed(seconds: float) -> bool:
+    """Whether a unit computed in ``seconds`` took long enough to measure a speed."""
+    return math.isfinite(seconds) and seconds >= MIN_TIMED_S
+
+
 def speeds_after_result(
     speeds: Mapping[str, float] | None, kernel: str, *, cost: float, seconds: float
 ) -> dict[str, float]:
@@ -50,7 +55,7 @@ def speeds_after_result(
     leaves the speeds as they are.
     """
     speeds = dict(speeds or {})
-    if not (math.isfinite(seconds) and seconds >= MIN_TIMED_S and math.isfinite(cost) and cost > 0):
+    if not (is_timed(seconds) and math.isfinite(cost) and cost > 0):
         return speeds
     measured = clamp_speed(cost / seconds)
     if kernel in speeds:

@@ -56,6 +56,14 @@ def replication(*, trust: float, spot_checked: bool, policy: dict) -> tuple[int,
 
 def trust_after(trust: float, *, agreed: bool) -> float:
     """A worker's trust after one of its results agreed with a quorum or was rejected."""
+    scale, shift = trust_step(agreed=agreed)
+    return trust * scale + shift
+
+
+def trust_step(*, agreed: bool) -> tuple[float, float]:
+    """(scale, shift) with trust_after(t) == t * scale + shift, for one UPDATE in the database:
+    an agreeing result closes TRUST_GAIN of the gap to 1, a rejected one multiplies by
+    TRUST_LOSS."""
     if agreed:
-        return trust + TRUST_GAIN * (1.0 - trust)
-    return trust * TRUST_LOSS
+        return 1.0 - TRUST_GAIN, TRUST_GAIN
+    return TRUST_LOSS, 0.0

@@ -28,7 +28,7 @@ class ModelVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["job", "version"]
+        ordering = ["job_id", "version"]
         constraints = [
             models.UniqueConstraint(fields=["job", "version"], name="model_version_unique")
         ]

@@ -40,7 +40,7 @@ class Round(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["job", "number", "attempt"]
+        ordering = ["job_id", "number", "attempt"]
         constraints = [
             models.UniqueConstraint(fields=["job", "number", "attempt"], name="round_unique"),
             models.UniqueConstraint(
@@ -79,7 +79,7 @@ class Assignment(models.Model):
     settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["fl_round", "id"]
+        ordering = ["fl_round_id", "id"]
         constraints = [
             models.UniqueConstraint(fields=["fl_round", "worker"], name="assignment_unique")
         ]
