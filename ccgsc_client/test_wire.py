@@ -78,6 +78,21 @@ def test_it_rejects_text_that_is_not_a_typed_object(text: str) -> None:
     assert err.value.code in {"bad_frame", "bad_message"}
 
 
+@pytest.mark.parametrize("number", ["1e999", "-1e400", "1.5e309"])
+def test_a_float_too_large_for_a_double_is_refused_not_read_as_infinity(number: str) -> None:
+    def text(x: str) -> str:
+        return '{"type":"unit_result","unit":1,"result":{"x":' + x + '},"seconds":1}'
+
+    with pytest.raises(wire.WireError) as err:
+        wire.decode_text(text(number))
+    assert err.value.code == "bad_frame"
+    header = ('{"type":"chunk","upload":"u","seq":0,"crc32":' + number + "}").encode()
+    with pytest.raises(wire.WireError) as err:
+        wire.decode_binary(wire.MAGIC + len(header).to_bytes(4, "big") + header)
+    assert err.value.code == "bad_frame"
+    assert wire.decode_text(text("1.7976931348623157e308"))["result"]["x"] == 1.7976931348623157e308
+
+
 def test_it_names_unknown_message_types() -> None:
     with pytest.raises(wire.WireError) as err:
         wire.decode_text('{"type":"teleport"}')

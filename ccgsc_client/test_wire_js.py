@@ -965,9 +965,7 @@ def test_the_vectors_refuse_nan_infinity_and_nesting_past_python(vectors: dict[s
         "brackets inside a string are not nesting",
     ):
         assert "ok" in text[name], name
-    assert text["a number too large for a double"] == {
-        "ok": {"type": "welcome", "worker": 1, "protocol": 1, "heartbeat_s": {"$float": "inf"}}
-    }
+    assert text["a number too large for a double"] == bad_text
     binary = {v["name"]: v["expect"] for v in vectors["binary_decode"]}
     bad_header = {**bad_text, "message": "binary frame header is not valid JSON"}
     for name in (

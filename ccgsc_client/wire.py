@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 import zlib
 from collections.abc import Iterator
@@ -178,11 +179,17 @@ def _strict_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a double")
+    return value
+
+
 def _loads(data: str | bytes) -> object:
-    """RFC 8259 JSON only: no NaN or Infinity tokens, and nesting deep enough to crash is
-    refused. (A number too large for a double still reads as infinity; the services keep only
-    finite metrics and capabilities.)"""
-    return json.loads(data, parse_constant=_strict_constant)
+    """RFC 8259 JSON only: no NaN or Infinity tokens, no number too large for a double (it
+    would read as an infinity), and no nesting deep enough to crash."""
+    return json.loads(data, parse_constant=_strict_constant, parse_float=_finite_float)
 
 
 def decode_text(text: str | bytes) -> dict:

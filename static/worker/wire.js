@@ -23,8 +23,8 @@
  * - Text is written ASCII-only: other characters as `\uXXXX` escapes, as Python does.
  * - Only RFC 8259 JSON is read or written: the tokens NaN, Infinity and -Infinity are refused
  *   (bad_frame), and so is writing a NaN or an infinity (a RangeError), in text frames and
- *   binary headers alike. A number too large for a double, such as `1e400`, still reads as
- *   an infinity, as it does in Python.
+ *   binary headers alike. A float too large for a double, such as `1e400`, is refused too
+ *   (bad_frame) rather than read as an infinity, as the server refuses it.
  * - Nesting deeper than 512 open arrays and objects is refused (bad_frame). Python refuses
  *   nesting that would exhaust its recursion limit, a depth that varies with the version and
  *   the caller's stack (a little under 1000 on Python 3.11); this fixed bound lies safely
@@ -757,6 +757,7 @@ function parseJson(s) {
       i += token.length;
       if (match[1] !== undefined || match[2] !== undefined) {
         [value, kind] = [Number(token), "float"];
+        if (!Number.isFinite(value)) fail(); // too large for a double
       } else {
         if (token.length - (token[0] === "-" ? 1 : 0) > MAX_INT_DIGITS) fail();
         [value, kind] = [Number(token) + 0, "int"]; // + 0: the int -0 is 0
