@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from apps.jobs import gateway
@@ -52,8 +52,8 @@ def new_ledger(policy: dict) -> dict:
     return Ledger(epsilon_budget=policy["epsilon_budget"]).to_dict()
 
 
-def contributor_ids(tenant_id: int) -> list[int]:
-    """Ids of the tenant's connected, recently seen workers that hold rows of data.
+def contributors(tenant_id: int) -> QuerySet[Worker]:
+    """The tenant's connected, recently seen workers that hold rows of data.
 
     Browser workers count only with recorded consent, as in round selection, and only to an
     explainer that says analytics aggregates leave the device.
@@ -64,17 +64,17 @@ def contributor_ids(tenant_id: int) -> list[int]:
         consented_at__isnull=False,
         consent_version__in=ANALYTICS_CONSENT_VERSIONS,
     )
-    return list(
-        Worker.objects.filter(
-            Q(kind=Worker.Kind.PYTHON) | consented,
-            tenant_id=tenant_id,
-            is_active=True,
-            last_seen__gte=fresh,
-            capabilities__samples__gt=0,
-        )
-        .exclude(channel_name="")
-        .values_list("id", flat=True)
-    )
+    return Worker.objects.filter(
+        Q(kind=Worker.Kind.PYTHON) | consented,
+        tenant_id=tenant_id,
+        is_active=True,
+        last_seen__gte=fresh,
+        capabilities__samples__gt=0,
+    ).exclude(channel_name="")
+
+
+def contributor_ids(tenant_id: int) -> list[int]:
+    return list(contributors(tenant_id).values_list("id", flat=True))
 
 
 def contribution_frame(contribution: AnalyticsContribution) -> dict:
@@ -96,20 +96,24 @@ def job_contributions_start(*, job: Job) -> None:
     transaction.on_commit(lambda: _tasks().analytics_release.delay(job.id))
 
 
-@transaction.atomic
-def worker_contributions_offer(*, worker_id: int) -> int:
+def worker_contributions_offer(*, worker_id: int, tenant_id: int) -> int:
     """On a worker's hello: ask it for its contribution to each running analytics job of its
     tenant it has not answered (a newcomer is asked too); returns the requests sent."""
-    worker = Worker.objects.filter(pk=worker_id).first()
-    if worker is None or worker_id not in contributor_ids(worker.tenant_id):
-        return 0
     running = Job.objects.filter(
-        tenant_id=worker.tenant_id, type=Job.Type.ANALYTICS, status=Job.Status.RUNNING
+        tenant_id=tenant_id, type=Job.Type.ANALYTICS, status=Job.Status.RUNNING
     )
-    for job_id in running.exclude(contributions__worker=worker).values_list("id", flat=True):
-        AnalyticsContribution.objects.get_or_create(job_id=job_id, worker=worker)
+    if not running.exists() or not contributors(tenant_id).filter(pk=worker_id).exists():
+        return 0
+    with transaction.atomic():
+        return _offer(worker_id, running)
+
+
+def _offer(worker_id: int, running: QuerySet[Job]) -> int:
+    unasked = running.exclude(contributions__worker_id=worker_id)
+    for job_id in unasked.values_list("id", flat=True):
+        AnalyticsContribution.objects.get_or_create(job_id=job_id, worker_id=worker_id)
     requested = AnalyticsContribution.objects.filter(
-        worker=worker, status=_Status.REQUESTED, job__status=Job.Status.RUNNING
+        worker_id=worker_id, status=_Status.REQUESTED, job__status=Job.Status.RUNNING
     ).select_related("worker", "job")
     return _send(list(requested))
 

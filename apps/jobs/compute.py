@@ -101,6 +101,14 @@ def unit_dispatch(*, worker_id: int) -> int:
     return fresh
 
 
+def may_have_work(worker: Worker) -> bool:
+    """Whether a dispatch could find the worker anything (it holds a replica, or its tenant
+    runs a compute job of a kernel it runs): two cheap reads, no lock, so that a hello to a
+    tenant without compute work costs no transaction."""
+    held = UnitReplica.objects.filter(worker=worker, status=_OUT)
+    return held.exists() or _runnable_jobs(worker).exists()
+
+
 def next_unit_frame(*, worker_id: int) -> dict | None:
     """The unit frame the worker should be sent now (the replica it holds, or a new one), for
     a caller that sends it on the worker's own socket; None when there is no work for it."""
@@ -124,10 +132,14 @@ def _dispatch(worker_id: int) -> tuple[UnitReplica | None, int]:
     held = held.select_related("unit__job", "worker").first()
     if held is not None:
         return held, 0
-    replica = _claim(worker)
+    jobs = list(_runnable_jobs(worker).order_by("id"))
+    if not jobs:
+        return None, 0
+    replica = _claim(worker, jobs)
     if replica is None:
-        jobs = _runnable_jobs(worker).order_by("id")
         replica = next(filter(None, (_cut(worker, job) for job in jobs)), None)
+    if replica is None:  # the space ran out while others cut it: their units may want more
+        replica = _claim(worker, jobs)
     return replica, int(replica is not None)
 
 
@@ -143,22 +155,25 @@ def _runnable_jobs(worker: Worker):  # noqa: ANN202 - a queryset of Job
     )
 
 
-def _claim(worker: Worker) -> UnitReplica | None:
-    """Claim a replica: a pending unit (deciding its replication, see validation.replication)
-    or an open unit with fewer replicas in play than it wants, each by a conditional UPDATE."""
+def _claim(worker: Worker, jobs: list[Job]) -> UnitReplica | None:
+    """Claim a replica of a unit of one of the ``jobs``: a pending unit (deciding its
+    replication, see validation.replication) or an open unit with fewer replicas in play than
+    it wants, each by a conditional UPDATE."""
+    by_id = {job.id: job for job in jobs}
     candidates = (
         WorkUnit.objects.filter(
             Q(status=WorkUnit.Status.PENDING) | Q(status__in=_OPEN, in_play__lt=F("wanted")),
-            job__in=_runnable_jobs(worker),
+            job_id__in=list(by_id),
         )
         .exclude(replicas__worker=worker)
         .order_by("job_id", "index")
-        .values_list("id", "job_id", "index", "status", "cost", "job__kernel", "job__policy")[:8]
+        .values_list("id", "job_id", "index", "status")[:8]
     )
     now = timezone.now()
-    for unit_id, job_id, index, status, cost, kernel, policy in candidates:
+    for unit_id, job_id, index, status in candidates:
+        job = by_id[job_id]
         if status == WorkUnit.Status.PENDING:
-            wanted, quorum = _replication(worker, job_id, index, policy)
+            wanted, quorum = _replication(worker, job_id, index, job.policy)
             claimed = WorkUnit.objects.filter(pk=unit_id, status=WorkUnit.Status.PENDING).update(
                 status=WorkUnit.Status.ASSIGNED,
                 wanted=wanted,
@@ -171,8 +186,9 @@ def _claim(worker: Worker) -> UnitReplica | None:
                 pk=unit_id, status__in=_OPEN, in_play__lt=F("wanted")
             ).update(in_play=F("in_play") + 1)
         if claimed:
-            unit = WorkUnit.objects.select_related("job").get(pk=unit_id)
-            return _new_replica(worker, unit, cost=cost, kernel=kernel, policy=policy)
+            unit = WorkUnit.objects.get(pk=unit_id)
+            unit.job = job
+            return _new_replica(worker, unit, cost=unit.cost, kernel=job.kernel, policy=job.policy)
     return None
 
 

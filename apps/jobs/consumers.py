@@ -15,6 +15,7 @@ from apps.jobs import analytics, compute
 from apps.jobs import services as job_services
 from apps.jobs import tasks as job_tasks
 from apps.jobs.batching import batcher
+from apps.jobs.models import Worker
 from apps.registry.models import ModelVersion
 from apps.registry.services import model_bytes
 from apps.rounds import services as round_services
@@ -151,17 +152,14 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if msg["type"] != "hello" or msg["protocol"] != wire.PROTOCOL_VERSION:
             await self.close(code=wire.CLOSE_BAD_PROTOCOL)
             return
-        worker, why = await database_sync_to_async(job_services.worker_authenticate)(msg["token"])
+        worker, why, previous, held, unit = await database_sync_to_async(_greet)(
+            msg["token"], self.channel_name, msg.get("capabilities", {})
+        )
         if worker is None:
             await self.close(code=_CLOSE_FOR[why])
             return
         self.hello_timer.cancel()
         self.worker_id, self.tenant_id = worker.pk, worker.tenant_id
-        previous, held = await database_sync_to_async(job_services.worker_connect)(
-            worker_id=worker.pk,
-            channel_name=self.channel_name,
-            capabilities=msg.get("capabilities", {}),
-        )
         if previous:
             await self.channel_layer.send(
                 previous, {"type": "worker.close", "code": wire.CLOSE_REPLACED}
@@ -176,10 +174,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
         for event in held:
             await self.worker_send(event)
-        unit = await database_sync_to_async(compute.next_unit_frame)(worker_id=worker.pk)
         if unit is not None:
             await self._send_msg(unit)
-        await database_sync_to_async(analytics.worker_contributions_offer)(worker_id=worker.pk)
 
     async def on_heartbeat(self, msg: dict) -> None:
         now = time.monotonic()
@@ -409,3 +405,22 @@ async def _tick_forever() -> None:
             await database_sync_to_async(analytics.analytics_sweep)()
         except Exception:  # noqa: BLE001 - the sweep must outlive a failed pass
             log.exception("sweep failed")
+
+
+def _greet(
+    token: str, channel_name: str, capabilities: dict
+) -> tuple[Worker | None, str, str, list[dict], dict | None]:
+    """A hello's work in one trip to the database thread: the worker its token names (or None
+    and why), the channel it replaces, the assignments it still holds, the compute unit to
+    send it, and analytics contribution requests (sent through the channel layer, so they
+    arrive after the welcome)."""
+    worker, why = job_services.worker_authenticate(token)
+    if worker is None:
+        return None, why, "", [], None
+    previous, held = job_services.worker_connect(
+        worker_id=worker.pk, channel_name=channel_name, capabilities=capabilities
+    )
+    worker.capabilities = job_services.clean_capabilities(capabilities)
+    unit = compute.next_unit_frame(worker_id=worker.pk) if compute.may_have_work(worker) else None
+    analytics.worker_contributions_offer(worker_id=worker.pk, tenant_id=worker.tenant_id)
+    return worker, "", previous, held, unit

@@ -82,13 +82,16 @@ def test_a_worker_is_asked_once_per_job_even_when_it_says_hello_again(
     job = make_analytics_job(tenant, config=HISTOGRAM)
     (contribution,) = start(job, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
-        analytics.worker_contributions_offer(worker_id=worker.id)
+        analytics.worker_contributions_offer(worker_id=worker.id, tenant_id=worker.tenant_id)
     assert job.contributions.count() == 1
     assert [frame["contribution"] for _, frame in sent] == [contribution.id] * 2
 
     contribute(contribution, {"count": 1, "hist": [0, 1, 0, 0]}, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
-        assert analytics.worker_contributions_offer(worker_id=worker.id) == 0
+        assert (
+            analytics.worker_contributions_offer(worker_id=worker.id, tenant_id=worker.tenant_id)
+            == 0
+        )
 
 
 def test_a_contribution_is_recorded_once_per_worker(
