@@ -84,9 +84,12 @@ class Worker:
         max_backoff_s: float = 30.0,
         faulty_compute: bool = False,
         cpu_limit: float = 100.0,
+        slots: int = 1,
     ) -> None:
         if not 0 < cpu_limit <= 100:
             raise ValueError("cpu_limit is a percentage in (0, 100]")
+        if not 1 <= slots <= 64:
+            raise ValueError("slots is a number of units in [1, 64]")
         self.url = server.rstrip("/") + "/ws/worker/"
         self.token, self.name = token, name
         self.X, self.y = X, y
@@ -98,6 +101,7 @@ class Worker:
         self.unit_results: dict[int, dict] = {}  # unit id -> unit_result not yet acknowledged
         self.faulty_compute = faulty_compute  # a test fault injector: see `wrong`
         self.cpu_limit = cpu_limit  # percent of the time spent computing units
+        self.slots = slots  # compute units run at once, each in its own thread
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -125,14 +129,13 @@ class Worker:
 
     def capabilities(self) -> dict:
         compute = [k.name for k in list_compute_kernels()]
+        caps = {"codecs": list(wire.CODECS), "runtime": "python", "slots": self.slots}
         if self.X is None or self.y is None:
-            return {"kernels": compute, "codecs": list(wire.CODECS), "runtime": "python"}
-        caps = {
+            return {"kernels": compute, **caps}
+        caps |= {
             "kernels": [k.name for k in kernels.list_kernels()] + compute,
-            "codecs": list(wire.CODECS),
             "samples": int(len(self.y)),
             "n_features": int(self.X.shape[1]),
-            "runtime": "python",
         }
         if self.samples_per_s:
             caps["samples_per_s"] = self.samples_per_s
@@ -570,6 +573,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=100.0,
         help="percent of the time to spend computing units (rests in between), default 100",
     )
+    parser.add_argument(
+        "--slots", type=int, default=1, help="compute units to run at once (threads), default 1"
+    )
     # A test fault injector (hidden from --help): return wrong compute results, off by one in
     # every exact field, to exercise the server's replica validation.
     parser.add_argument("--faulty-compute", action="store_true", help=argparse.SUPPRESS)
@@ -590,6 +596,7 @@ def main(argv: list[str] | None = None) -> None:
         delay_s=args.delay,
         faulty_compute=args.faulty_compute,
         cpu_limit=args.cpu_limit,
+        slots=args.slots,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(worker.run())

@@ -194,9 +194,11 @@ class Stack:
         delay: float = 0.0,
         faulty_compute: bool = False,
         cpu_limit: float = 100.0,
+        slots: int = 1,
     ) -> subprocess.Popen:
         """A worker process; with no dataset it runs compute units only (wrongly, when
-        ``faulty_compute``: a test fault injector; at a share of its time, ``cpu_limit``)."""
+        ``faulty_compute``: a test fault injector; at a share of its time, ``cpu_limit``; ``slots``
+        units at once)."""
         argv = [
             sys.executable,
             "-m",
@@ -208,6 +210,8 @@ class Stack:
             str(delay),
             "--cpu-limit",
             str(cpu_limit),
+            "--slots",
+            str(slots),
         ]
         if dataset is not None:
             argv += ["--dataset", dataset, "--shard", shard, "--partition", partition]

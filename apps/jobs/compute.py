@@ -10,8 +10,8 @@ then the workers it judges in id order; a dispatch locks the worker, then claims
 conditional UPDATE of its ``in_play`` counter (so two dispatchers never over-assign a unit) or
 inserts a new unit. Results take the job row FOR NO KEY UPDATE, which does not conflict with
 the key-share lock an insert of a unit takes on its job, so a dispatch holding a worker never
-waits for a result that waits for that worker. A worker holds at most one replica at a time
-and never two replicas of one unit.
+waits for a result that waits for that worker. A worker holds at most as many replicas as
+the slots it runs (``capabilities.slots``, default 1) and never two replicas of one unit.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from apps.jobs import gateway, sizing, validation
@@ -73,30 +73,40 @@ def unit_frame(replica: UnitReplica) -> dict:
 _OUT = UnitReplica.Status.ASSIGNED
 
 
+def slots_of(worker: Worker) -> int:
+    """How many units the worker runs at once (``capabilities.slots``, default 1)."""
+    return worker.capabilities.get("slots", 1)
+
+
 def idle_workers(tenant_id: int) -> list[int]:
-    """Ids of the tenant's connected, recently seen workers holding no replica and no
-    assignment."""
+    """Ids of the tenant's connected, recently seen workers in no training round with a free
+    slot (fewer replicas held than the slots they run)."""
     fresh = timezone.now() - timedelta(seconds=settings.CCGSC_WORKER_TIMEOUT_S)
-    return list(
+    rows = (
         Worker.objects.filter(tenant_id=tenant_id, is_active=True, last_seen__gte=fresh)
         .exclude(channel_name="")
-        .exclude(replicas__status=_OUT)
         .exclude(id__in=busy_worker_ids())
-        .values_list("id", flat=True)
+        .annotate(held=Count("replicas", filter=Q(replicas__status=_OUT)))
+        .values_list("id", "capabilities", "held")
     )
+    return [pk for pk, capabilities, held in rows if held < capabilities.get("slots", 1)]
 
 
 def units_dispatch(*, tenant_id: int) -> int:
-    """Give each idle worker of the tenant a replica it can run; returns replicas handed out."""
-    return sum(unit_dispatch(worker_id=worker_id) for worker_id in idle_workers(tenant_id))
+    """Fill each idle worker's free slots with replicas it can run; returns replicas handed
+    out."""
+    return sum(
+        unit_dispatch(worker_id=worker_id, resend=False) for worker_id in idle_workers(tenant_id)
+    )
 
 
-def unit_dispatch(*, worker_id: int) -> int:
-    """Send the worker the replica it holds again, or hand it a new one (through the channel
-    layer); returns 1 when a replica was newly handed out, else 0."""
-    replica, fresh = _dispatch(worker_id)
-    if replica is not None:
-        frames = [(replica.worker.channel_name, unit_frame(replica))]
+def unit_dispatch(*, worker_id: int, resend: bool = True) -> int:
+    """Send the worker (through the channel layer) new replicas for its free slots, and with
+    ``resend`` the replicas it holds again; returns the replicas newly handed out."""
+    replicas, fresh = _dispatch(worker_id, resend=resend)
+    if replicas:
+        channel = replicas[0].worker.channel_name
+        frames = [(channel, unit_frame(replica)) for replica in replicas]
         transaction.on_commit(lambda: gateway.send_frames(frames))
     return fresh
 
@@ -109,38 +119,40 @@ def may_have_work(worker: Worker) -> bool:
     return held.exists() or _runnable_jobs(worker).exists()
 
 
-def next_unit_frame(*, worker_id: int) -> dict | None:
-    """The unit frame the worker should be sent now (the replica it holds, or a new one), for
-    a caller that sends it on the worker's own socket; None when there is no work for it."""
-    replica, _ = _dispatch(worker_id)
-    return unit_frame(replica) if replica is not None else None
+def next_unit_frames(*, worker_id: int, resend: bool) -> list[dict]:
+    """The unit frames to send the worker now on its own socket: new replicas for its free
+    slots, and with ``resend`` (after a reconnect) the replicas it holds."""
+    replicas, _ = _dispatch(worker_id, resend=resend)
+    return [unit_frame(replica) for replica in replicas]
 
 
 @transaction.atomic
-def _dispatch(worker_id: int) -> tuple[UnitReplica | None, int]:
-    """(the replica the worker should run, 1 if it was newly handed out else 0), committed.
+def _dispatch(worker_id: int, *, resend: bool) -> tuple[list[UnitReplica], int]:
+    """(the replicas to send the worker, how many of them are new), committed.
 
-    With the worker row locked (skipped when another dispatcher holds it, so a worker never
-    gets two replicas at once): the replica it holds, or a replica of a unit cut already
-    that wants one (`_claim`), or else the next unit of a job with space left, cut for this
+    With the worker row locked (skipped when another dispatcher holds it, so two never fill
+    one worker's slots at once): each free slot gets a replica of a unit cut already that
+    wants one (`_claim`), or else the next unit of a job with space left, cut for this
     worker (`_cut`).
     """
     worker = Worker.objects.select_for_update(skip_locked=True).filter(pk=worker_id).first()
     if worker is None or not worker.channel_name or not worker.is_active:
-        return None, 0
+        return [], 0
     held = UnitReplica.objects.filter(worker=worker, status=_OUT)
-    held = held.select_related("unit__job", "worker").first()
-    if held is not None:
-        return held, 0
-    jobs = list(_runnable_jobs(worker).order_by("id"))
-    if not jobs:
-        return None, 0
-    replica = _claim(worker, jobs)
-    if replica is None:
-        replica = next(filter(None, (_cut(worker, job) for job in jobs)), None)
-    if replica is None:  # the space ran out while others cut it: their units may want more
+    held = list(held.select_related("unit__job", "worker"))
+    free = slots_of(worker) - len(held)
+    jobs = list(_runnable_jobs(worker).order_by("id")) if free > 0 else []
+    new: list[UnitReplica] = []
+    while jobs and len(new) < free:
         replica = _claim(worker, jobs)
-    return replica, int(replica is not None)
+        if replica is None:
+            replica = next(filter(None, (_cut(worker, job) for job in jobs)), None)
+        if replica is None:  # the space ran out while others cut it: their units may want more
+            replica = _claim(worker, jobs)
+        if replica is None:
+            break
+        new.append(replica)
+    return (held if resend else []) + new, len(new)
 
 
 _OPEN = [WorkUnit.Status.ASSIGNED, WorkUnit.Status.RETURNED, WorkUnit.Status.DISPUTED]
@@ -277,13 +289,14 @@ def _cut(worker: Worker, job: Job) -> UnitReplica | None:
 
 def unit_result_and_next(
     *, worker_id: int, unit_id: int, result: Any, seconds: float
-) -> tuple[str, dict | None]:
-    """``unit_record_result``, then ``next_unit_frame``: what a worker's socket answers a
-    result with, in two transactions but one trip to the database thread."""
+) -> tuple[str, list[dict]]:
+    """``unit_record_result``, then ``next_unit_frames`` for the slot it freed: what a
+    worker's socket answers a result with, in two transactions but one trip to the database
+    thread."""
     status = unit_record_result(
         worker_id=worker_id, unit_id=unit_id, result=result, seconds=seconds
     )
-    return status, next_unit_frame(worker_id=worker_id)
+    return status, next_unit_frames(worker_id=worker_id, resend=False)
 
 
 def unit_record_result(*, worker_id: int, unit_id: int, result: Any, seconds: float) -> str:

@@ -152,7 +152,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if msg["type"] != "hello" or msg["protocol"] != wire.PROTOCOL_VERSION:
             await self.close(code=wire.CLOSE_BAD_PROTOCOL)
             return
-        worker, why, previous, held, unit = await database_sync_to_async(_greet)(
+        worker, why, previous, held, units = await database_sync_to_async(_greet)(
             msg["token"], self.channel_name, msg.get("capabilities", {})
         )
         if worker is None:
@@ -174,7 +174,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
         for event in held:
             await self.worker_send(event)
-        if unit is not None:
+        for unit in units:
             await self._send_msg(unit)
 
     async def on_heartbeat(self, msg: dict) -> None:
@@ -203,14 +203,14 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_unit_result(self, msg: dict) -> None:
-        status, unit = await database_sync_to_async(compute.unit_result_and_next)(
+        status, units = await database_sync_to_async(compute.unit_result_and_next)(
             worker_id=self.worker_id,
             unit_id=msg["unit"],
             result=msg["result"],
             seconds=msg["seconds"],
         )
         await self._send_msg({"type": "unit_ack", "unit": msg["unit"], "status": status})
-        if unit is not None:
+        for unit in units:
             await self._send_msg(unit)
 
     async def on_contribution(self, msg: dict) -> None:
@@ -409,18 +409,21 @@ async def _tick_forever() -> None:
 
 def _greet(
     token: str, channel_name: str, capabilities: dict
-) -> tuple[Worker | None, str, str, list[dict], dict | None]:
+) -> tuple[Worker | None, str, str, list[dict], list[dict]]:
     """A hello's work in one trip to the database thread: the worker its token names (or None
-    and why), the channel it replaces, the assignments it still holds, the compute unit to
-    send it, and analytics contribution requests (sent through the channel layer, so they
-    arrive after the welcome)."""
+    and why), the channel it replaces, the assignments it still holds, the compute units to
+    send it (those it holds, again, and new ones for its free slots), and analytics
+    contribution requests (sent through the channel layer, so they arrive after the
+    welcome)."""
     worker, why = job_services.worker_authenticate(token)
     if worker is None:
-        return None, why, "", [], None
+        return None, why, "", [], []
     previous, held = job_services.worker_connect(
         worker_id=worker.pk, channel_name=channel_name, capabilities=capabilities
     )
     worker.capabilities = job_services.clean_capabilities(capabilities)
-    unit = compute.next_unit_frame(worker_id=worker.pk) if compute.may_have_work(worker) else None
+    units = []
+    if compute.may_have_work(worker):
+        units = compute.next_unit_frames(worker_id=worker.pk, resend=True)
     analytics.worker_contributions_offer(worker_id=worker.pk, tenant_id=worker.tenant_id)
-    return worker, "", previous, held, unit
+    return worker, "", previous, held, units

@@ -87,6 +87,9 @@ def worker_authenticate(raw_token: str) -> tuple[Worker | None, str]:
     return worker, ""
 
 
+MAX_SLOTS = 64  # compute units one worker may run at once
+
+
 def clean_capabilities(capabilities: dict) -> dict:
     """What a worker says of itself, kept only where it has the expected shape."""
     out: dict = {}
@@ -103,6 +106,9 @@ def clean_capabilities(capabilities: dict) -> dict:
             and value >= 0
         ):
             out[key] = value
+    slots = capabilities.get("slots")
+    if isinstance(slots, int) and not isinstance(slots, bool) and 1 <= slots <= MAX_SLOTS:
+        out["slots"] = slots
     if isinstance(capabilities.get("model_push"), bool):
         out["model_push"] = capabilities["model_push"]
     if isinstance(capabilities.get("runtime"), str):

@@ -106,3 +106,35 @@ def test_each_worker_gets_units_sized_to_take_it_about_unit_seconds(stack) -> No
         for name in ("full", "quarter")
     }
     assert 2 < cost["full"][len(cost["full"]) // 2] / cost["quarter"][len(cost["quarter"]) // 2]
+
+
+def test_a_worker_with_three_slots_runs_three_units_at_once(stack) -> None:
+    stack.spawn_worker(stack.enroll("three-slots"), dataset=None, slots=3)
+    client = Client(stack.base_url, stack.token)
+    wait_for(lambda: sum(w["connected"] for w in client.workers()) == 1, 120, "the worker")
+    (worker,) = client.workers()
+    assert worker["capabilities"]["slots"] == 3
+    job = client.jobs.create(
+        name="primes three at a time",
+        type="compute",
+        kernel="primes",
+        config={"lo": 1, "hi": 10**9},
+        policy={"unit_seconds": 0.05, "replicas": 1, "quorum": 1},
+    )
+    job.start()
+    job.wait(timeout=180)
+
+    assert job.status == "completed", job.data
+    assert job.result() == {"lo": 1, "hi": 10**9, "count": 50_847_534}
+    rows = stack.sql(
+        "SELECT r.assigned_at, r.returned_at FROM jobs_unitreplica r "
+        "JOIN jobs_workunit u ON u.id = r.unit_id WHERE u.job_id = %s",
+        job.id,
+    )
+    assert len(rows) > 6
+    events = sorted([(a, 1) for a, _ in rows] + [(r, -1) for _, r in rows])
+    running, most = 0, 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    assert most == 3  # never more than its slots, and all of them used

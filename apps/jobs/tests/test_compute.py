@@ -227,6 +227,42 @@ def test_concurrent_dispatchers_never_over_assign_a_unit(tenant, sent) -> None:
     assert all((frame["unit"], channel) in holders for channel, frame in sent)  # resends too
 
 
+def test_a_worker_with_slots_holds_that_many_units_and_each_result_frees_one(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    worker = make_compute_worker(tenant)
+    Worker.objects.filter(pk=worker.pk).update(capabilities={"kernels": ["primes"], "slots": 3})
+    full = make_compute_worker(tenant)
+    start(single(tenant), django_capture_on_commit_callbacks)
+    assert worker.id in compute.idle_workers(tenant.id)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert compute.unit_dispatch(worker_id=worker.id) == 3
+    holding = list(UnitReplica.objects.filter(worker=worker, status="assigned"))
+    assert len({r.unit_id for r in holding}) == 3 and len(sent) == 3
+    assert worker.id not in compute.idle_workers(tenant.id)  # every slot taken
+    # A result frees one slot: the answer brings one new unit, not the two still running.
+    status, frames = compute.unit_result_and_next(
+        worker_id=worker.id,
+        unit_id=holding[0].unit_id,
+        result=right_result(holding[0].unit),
+        seconds=1.0,
+    )
+    assert status == "accepted" and len(frames) == 1
+    assert frames[0]["unit"] not in {r.unit_id for r in holding}
+    # After a reconnect the worker is sent all three it holds again, and nothing new.
+    assert len(compute.next_unit_frames(worker_id=worker.id, resend=True)) == 3
+    assert UnitReplica.objects.filter(worker=worker, status="assigned").count() == 3
+    dispatch(full, django_capture_on_commit_callbacks)  # a one-slot worker still gets one
+    assert UnitReplica.objects.filter(worker=full, status="assigned").count() == 1
+
+
+def test_slots_are_kept_only_as_a_whole_number_from_one_to_the_maximum() -> None:
+    assert job_services.clean_capabilities({"slots": 4}) == {"slots": 4}
+    assert job_services.clean_capabilities({"slots": job_services.MAX_SLOTS})["slots"] == 64
+    for bad in (0, -1, job_services.MAX_SLOTS + 1, 2.0, True, "3", None):
+        assert "slots" not in job_services.clean_capabilities({"slots": bad}), bad
+
+
 def test_a_result_is_recorded_once_and_accepted_again_when_it_repeats(
     tenant, django_capture_on_commit_callbacks, sent
 ) -> None:
