@@ -106,7 +106,7 @@ function startRuntime(record, data, file, images = null) {
   runtime.onmessage = (event) => onRuntime(event.data, record);
   const server = location.origin.replace(/^http/, "ws");
   runtime.postMessage({ cmd: "start", server, token: record.token, data, file, images,
-    label: record.options.label });
+    label: record.options.label, cores: record.options.cores });
 }
 
 function onRuntime(msg, record) {
@@ -116,6 +116,8 @@ function onRuntime(msg, record) {
     $("stat-samples").textContent = String(c.samples);
     $("stat-contributions").textContent = c.refused
       ? `${c.contributions} accepted, ${c.refused} refused` : String(c.contributions);
+    $("stat-units").textContent = c.units
+      ? `${c.units} (at most ${c.parallel} at once)` : String(c.units);
     $("stat-sent").textContent = bytes(c.sent);
     $("stat-received").textContent = bytes(c.received);
     const used = addUsage(c.sent + c.received - lastSent);

@@ -2,7 +2,7 @@
 // (docs/protocol.md), trains with the JS kernels, runs compute units and contributes bounded
 // analytics aggregates of the volunteer's data. The page's thread only shows status.
 //
-// Page -> runtime: {cmd: "start", server, token, data?, file?, label?}, {cmd: "pause"},
+// Page -> runtime: {cmd: "start", server, token, cores, data?, file?, label?}, {cmd: "pause"},
 //                  {cmd: "resume"}, {cmd: "leave"}
 // Runtime -> page: {event: "status", state, message, ...counters}, {event: "data", ...},
 //                  {event: "fatal", message}
@@ -19,9 +19,9 @@ const FATAL = new Set([wire.CLOSE_BAD_TOKEN, wire.CLOSE_FORBIDDEN, wire.CLOSE_BA
 const state = {
   server: "", token: "", data: null, socket: null, running: false, attempt: 0,
   heartbeat: null, current: null, pending: new Map(), waiters: new Map(), modelParts: new Map(),
-  contributing: new Set(),
+  contributing: new Set(), cores: 1, slots: [], computing: new Set(),
   counters: { samples: 0, sent: 0, received: 0, job: null, round: null, contributions: 0,
-    refused: 0 },
+    refused: 0, units: 0, parallel: 0 },
 };
 
 function post(event, extra = {}) {
@@ -44,9 +44,10 @@ self.onmessage = async (event) => {
   }
 };
 
-async function start({ server, token, data, file, images, label }) {
+async function start({ server, token, cores, data, file, images, label }) {
   state.server = server;
   state.token = token;
+  state.cores = Math.max(1, Math.min(64, Math.floor(cores) || 1));
   if (data) state.data = toData(data);
   else if (images) state.data = await readImages(images.images, images.scaling);
   else state.data = parseCsv(await file.text(), label);
@@ -164,7 +165,7 @@ function connect() {
       capabilities: {
         kernels: [...TRAIN_KERNELS, ...COMPUTE_KERNELS], codecs: ["f32", "f16"],
         ...(state.data?.n > 0 ? { samples: state.data.n, n_features: state.data.d } : {}),
-        runtime: "browser", model_push: false,
+        runtime: "browser", model_push: false, slots: state.cores,
       },
     });
   };
@@ -214,6 +215,7 @@ async function onFrame(frame) {
       if (state.current === msg.assignment || state.pending.has(msg.assignment)) return;
       return work(msg).catch(report);
     case "unit":
+      if (state.computing.has(msg.unit)) return;  // sent again after a reconnect
       return compute(msg).catch(report);
     case "unit_ack":
       return resolveWaiter(`unit:${msg.unit}`, msg);
@@ -329,24 +331,50 @@ async function work(assign) {
   }
 }
 
-// A compute work unit (docs/protocol.md §16): run the kernel's JS twin on the unit's range and
-// send the result; replicas on other workers (Python or browser) must agree with it.
+// A compute work unit (docs/protocol.md §16): run the kernel's JS twin on the unit's range in
+// a free slot (unit_runner.js, one module Web Worker per core the volunteer gave) and send the
+// result; replicas on other workers (Python or browser) must agree with it. The server sends
+// at most as many units at once as the slots this worker announced.
 async function compute(msg) {
   const key = `unit:${msg.unit}`;
+  state.computing.add(msg.unit);
   waiterFor(key);
   try {
-    status("computing", `Computing a unit of job ${msg.job}…`);
-    const kernel = await import(new URL(`${msg.kernel}.js`, KERNELS_URL));
-    const started = performance.now();
-    const result = kernel.run(msg.spec, msg.config);
-    const seconds = (performance.now() - started) / 1000;
+    status("computing", `Computing units of job ${msg.job}…`);
+    const { result, seconds } = await runInSlot(msg);
+    if (!state.socket) return;  // paused or offline: the server takes the unit back
     send({ type: "unit_result", unit: msg.unit, result, seconds });
     await expect(key, "unit_ack");
-    state.counters.units = (state.counters.units || 0) + 1;
-    status("connected", "Unit accepted. Waiting for work.");
+    state.counters.units += 1;
+    if (state.computing.size === 1) status("connected", "Unit accepted. Waiting for work.");
   } finally {
     state.waiters.delete(key);
+    state.computing.delete(msg.unit);
   }
+}
+
+function runInSlot(msg) {
+  let slot = state.slots.find((s) => !s.busy);
+  if (!slot) {
+    slot = { worker: new Worker(new URL("unit_runner.js", import.meta.url), { type: "module" }) };
+    state.slots.push(slot);
+  }
+  slot.busy = true;
+  const busy = state.slots.filter((s) => s.busy).length;
+  state.counters.parallel = Math.max(state.counters.parallel, busy);
+  return new Promise((resolve, reject) => {
+    slot.worker.onmessage = ({ data }) => {
+      slot.busy = false;
+      if (data.error) reject(new Error(data.error));
+      else resolve(data);
+    };
+    slot.worker.onerror = (event) => {
+      slot.busy = false;
+      reject(new Error(event.message || "the compute slot failed"));
+    };
+    const { unit: id, kernel, spec, config } = msg;
+    slot.worker.postMessage({ id, kernel, spec, config });
+  });
 }
 
 // An analytics contribution (docs/protocol.md §17): the bounded aggregates of one column of the

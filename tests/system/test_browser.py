@@ -20,6 +20,7 @@ from kernels import get_kernel, load_dataset, load_shard
 from tests.stack import Stack
 from tests.system.conftest import ARTIFACTS
 from tests.system.sniffer import Sniffer
+from tests.system.test_compute import most_in_flight
 from tests.system.test_training import recomputed_models, wait_for
 
 pytestmark = pytest.mark.system
@@ -420,3 +421,37 @@ def test_a_browser_and_a_python_worker_validate_each_others_prime_counts(volunte
     )
     for proc in stack.workers:
         proc.terminate()
+
+
+def test_a_browser_given_two_cores_runs_two_units_at_once(volunteer, stack):
+    client = Client(stack.base_url, stack.token)
+    page = volunteer("two-cores")
+    if page.evaluate("navigator.hardwareConcurrency") < 2:
+        pytest.skip("this machine offers the browser a single core")
+    page.select_option("#cores", "2")
+    browser_id = join(page, "two-cores")
+    wait_for(lambda: browser_id in connected(client), 30, "the browser")
+    assert connected(client)[browser_id]["capabilities"]["slots"] == 2
+    job = client.jobs.create(
+        name="primes on two cores",
+        type="compute",
+        kernel="primes",
+        config={"lo": 1, "hi": 10**8},
+        policy={"unit_seconds": 0.02, "replicas": 1, "quorum": 1},
+    )
+    job.start().wait(timeout=120)
+    assert job.status == "completed", job.data
+    assert job.result()["count"] == 5_761_455
+    rows = stack.sql(
+        "SELECT r.worker_id, r.assigned_at, r.returned_at FROM jobs_unitreplica r "
+        "JOIN jobs_workunit u ON u.id = r.unit_id WHERE u.job_id = %s",
+        job.id,
+    )
+    assert len(rows) > 4 and {worker for worker, _, _ in rows} == {browser_id}
+    assert most_in_flight([(a, r) for _, a, r in rows]) == 2  # both slots busy, never more
+    # and the browser ran two at once, each in its own Web Worker
+    page.wait_for_function(
+        "document.getElementById('stat-units').textContent.endsWith('(at most 2 at once)')",
+        timeout=10000,
+    )
+    page.screenshot(path=ARTIFACTS / "two-cores-after-job.png")
