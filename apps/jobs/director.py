@@ -16,7 +16,6 @@ from django.db.models import (
     IntegerField,
     OuterRef,
     Q,
-    QuerySet,
     Subquery,
     Sum,
     Value,
@@ -32,9 +31,10 @@ from apps.jobs.models import AnalyticsContribution, Job, UnitReplica, Worker, Wo
 from apps.registry.apis import artifact_response
 from apps.registry.models import ModelVersion
 from apps.rounds.models import Round
-from kernels.compute import get_compute_kernel
+from kernels.compute import get_compute_kernel, list_compute_kernels
 
 JOBS_SHOWN = 200
+COMPUTE_KERNELS = frozenset(kernel.name for kernel in list_compute_kernels())
 ROUNDS_SHOWN = 200
 ROUNDS_CHARTED = 2000
 MODELS_SHOWN = 100
@@ -197,16 +197,31 @@ def _contribution_counts(job: Job) -> dict[str, int]:
     )
 
 
-def _worker_rows() -> QuerySet:
-    """Connected workers first: with many enrolled, those are the ones worth a look."""
+def _worker_rows() -> list[Worker]:
+    """Connected workers first: with many enrolled, those are the ones worth a look. Each
+    carries ``compute_text``: its compute slots and measured speeds."""
     offline = Case(
         When(channel_name="", then=Value(1)), default=Value(0), output_field=IntegerField()
     )
-    return (
+    workers = list(
         Worker.objects.select_related("tenant")
         .annotate(offline=offline)
         .order_by("offline", "id")[:WORKERS_SHOWN]
     )
+    for worker in workers:
+        worker.compute_text = compute_text(worker.capabilities, worker.compute_speeds)
+    return workers
+
+
+def compute_text(capabilities: dict, speeds: dict) -> str:
+    """ "2 slots; primes 1.25/s" : a worker's compute slots (when it runs compute kernels) and
+    its measured speed per kernel, in cost units per second."""
+    if not any(k in capabilities.get("kernels", []) for k in COMPUTE_KERNELS):
+        return ""
+    slots = capabilities.get("slots", 1)
+    parts = [f"{slots} slot{'s' if slots != 1 else ''}"]
+    parts += [f"{kernel} {speed:.2f}/s" for kernel, speed in sorted(speeds.items())]
+    return "; ".join(parts)
 
 
 def _worker_counts() -> dict[str, int]:

@@ -534,6 +534,29 @@ def test_the_workers_page_shows_each_workers_credit_and_trust(staff_client):
     assert '<th scope="col" class="num">Credit</th>' in html
 
 
+@pytest.mark.django_db
+def test_the_workers_page_shows_compute_slots_and_measured_speeds(staff_client):
+    tenant = make_tenant()
+    busy = make_worker(
+        tenant,
+        "busy",
+        capabilities={"kernels": ["primes", "sweep"], "slots": 4},
+        compute_speeds={"sweep": 0.5, "primes": 1.25},
+    )
+    new = make_worker(tenant, "new", capabilities={"kernels": ["montecarlo"]})
+    trainer = make_worker(tenant, "trainer", capabilities={"kernels": ["softmax"]})
+
+    html = staff_client.get("/director/workers/").content.decode()
+
+    def cell(worker: Worker) -> str:
+        row = re.search(rf'<tr data-worker="{worker.id}">(.*?)</tr>', html, re.S).group(1)
+        return text_of(row, r'data-col="compute">(.*?)</td>')
+
+    assert cell(busy) == "4 slots; primes 1.25/s; sweep 0.50/s"
+    assert cell(new) == "1 slot"
+    assert cell(trainer) == "—"
+
+
 @pytest.fixture
 def session_cookie(transactional_db) -> bytes:
     client = Client()
