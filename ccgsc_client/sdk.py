@@ -129,6 +129,12 @@ class Job:
     def status(self) -> str:
         return self.data["status"]
 
+    @property
+    def progress(self) -> dict | None:
+        """A compute job's units by stage and the share of its space done (``percent``) and
+        cut (``cut_percent``), as of the last refresh; None for other jobs."""
+        return self.data.get("progress")
+
     def refresh(self) -> Job:
         self.data = self.client.get(f"jobs/{self.id}/")
         return self

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timedelta
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -12,7 +11,6 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import (
     Case,
     Count,
-    F,
     IntegerField,
     OuterRef,
     Q,
@@ -25,13 +23,14 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from apps.jobs import selectors
 from apps.jobs.analytics import privacy_summary
 from apps.jobs.charts import is_number, line_chart
-from apps.jobs.models import AnalyticsContribution, Job, UnitReplica, Worker, WorkUnit
+from apps.jobs.models import AnalyticsContribution, Job, UnitReplica, Worker
 from apps.registry.apis import artifact_response
 from apps.registry.models import ModelVersion
 from apps.rounds.models import Round
-from kernels.compute import get_compute_kernel, list_compute_kernels
+from kernels.compute import list_compute_kernels
 
 JOBS_SHOWN = 200
 COMPUTE_KERNELS = frozenset(kernel.name for kernel in list_compute_kernels())
@@ -129,28 +128,6 @@ def _model_rows(job: Job) -> tuple[list[ModelVersion], int]:
     models = job.model_versions.select_related("fl_round").order_by("-version")
     rows = list(models[:MODELS_SHOWN])
     return rows, len(rows) if len(rows) < MODELS_SHOWN else models.count()
-
-
-def _unit_counts(job: Job) -> dict[str, int]:
-    """A compute job's units by stage, in one query, and the share of its space finished and
-    cut so far (units are cut lazily, so their number grows while the job runs)."""
-    units = WorkUnit.Status
-    finished = Q(status__in=[units.DONE, units.VALIDATED])
-    counts = job.units.aggregate(
-        total=Count("id"),
-        finished=Count("id", filter=finished),
-        in_flight=Count("id", filter=Q(status__in=[units.ASSIGNED, units.RETURNED])),
-        disputed=Count("id", filter=Q(status=units.DISPUTED)),
-        failed=Count("id", filter=Q(status=units.FAILED)),
-        pending=Count("id", filter=Q(status=units.PENDING)),
-        finished_span=Sum(F("stop") - F("start"), filter=finished),
-        cut_span=Sum(F("stop") - F("start")),
-    )
-    start, stop = get_compute_kernel(job.kernel).space(job.config)
-    size = max(stop - start, 1)
-    counts["percent"] = math.floor(100 * (counts.pop("finished_span") or 0) / size)
-    counts["cut_percent"] = math.floor(100 * (counts.pop("cut_span") or 0) / size)
-    return counts
 
 
 def _throughput_rows(job: Job) -> tuple[list[dict], int]:
@@ -277,7 +254,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     if job.type == Job.Type.COMPUTE:
         throughput, throughput_total = _throughput_rows(job)
         context |= {
-            "units": _unit_counts(job),
+            "units": selectors.unit_progress(job),
             "throughput": throughput,
             "throughput_more": throughput_total > len(throughput),
             "result": _pretty(job.result) if job.status == Job.Status.COMPLETED else None,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+import math
+
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS
 
 from apps.jobs.models import Job, Membership, Tenant, Worker, WorkUnit
+from kernels.compute import get_compute_kernel
 
 TENANT_HEADER = "X-CCGSC-Tenant"
 
@@ -50,6 +53,31 @@ def unit_list(job: Job) -> QuerySet:
     return (
         WorkUnit.objects.filter(job=job).annotate(replica_count=Count("replicas")).order_by("index")
     )
+
+
+def unit_progress(job: Job) -> dict[str, int] | None:
+    """A compute job's units by stage, in one query, and the share of its space finished
+    (``percent``) and cut so far (``cut_percent``; units are cut lazily, so their number grows
+    while the job runs). None for other jobs."""
+    if job.type != Job.Type.COMPUTE:
+        return None
+    units = WorkUnit.Status
+    finished = Q(status__in=[units.DONE, units.VALIDATED])
+    counts = job.units.aggregate(
+        total=Count("id"),
+        finished=Count("id", filter=finished),
+        in_flight=Count("id", filter=Q(status__in=[units.ASSIGNED, units.RETURNED])),
+        disputed=Count("id", filter=Q(status=units.DISPUTED)),
+        failed=Count("id", filter=Q(status=units.FAILED)),
+        pending=Count("id", filter=Q(status=units.PENDING)),
+        finished_span=Sum(F("stop") - F("start"), filter=finished),
+        cut_span=Sum(F("stop") - F("start")),
+    )
+    start, stop = get_compute_kernel(job.kernel).space(job.config)
+    size = max(stop - start, 1)
+    counts["percent"] = math.floor(100 * (counts.pop("finished_span") or 0) / size)
+    counts["cut_percent"] = math.floor(100 * (counts.pop("cut_span") or 0) / size)
+    return counts
 
 
 def job_result(tenant: Tenant, job_id: int) -> Job:

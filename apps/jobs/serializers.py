@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.jobs import selectors
 from apps.jobs.analytics import privacy_summary
 from apps.jobs.models import Job, Worker, WorkUnit
 
@@ -20,6 +21,7 @@ class JobOutput(serializers.ModelSerializer):
     current_round = serializers.SerializerMethodField()
     latest_model = serializers.SerializerMethodField()
     privacy = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -38,6 +40,7 @@ class JobOutput(serializers.ModelSerializer):
             "current_round",
             "latest_model",
             "privacy",
+            "progress",
         ]
 
     def get_current_round(self, job: Job) -> int | None:
@@ -53,6 +56,10 @@ class JobOutput(serializers.ModelSerializer):
     def get_privacy(self, job: Job) -> dict | None:
         """An analytics job's epsilon spent and budget."""
         return privacy_summary(job)
+
+    def get_progress(self, job: Job) -> dict | None:
+        """A compute job's units by stage and the share of its space done and cut."""
+        return selectors.unit_progress(job)
 
 
 class WorkUnitOutput(serializers.ModelSerializer):

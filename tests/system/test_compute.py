@@ -126,6 +126,8 @@ def test_a_worker_with_three_slots_runs_three_units_at_once(stack) -> None:
 
     assert job.status == "completed", job.data
     assert job.result() == {"lo": 1, "hi": 10**9, "count": 50_847_534}
+    assert (job.progress["percent"], job.progress["cut_percent"]) == (100, 100)
+    assert job.progress["finished"] == job.progress["total"] > 6
     rows = stack.sql(
         "SELECT r.assigned_at, r.returned_at FROM jobs_unitreplica r "
         "JOIN jobs_workunit u ON u.id = r.unit_id WHERE u.job_id = %s",

@@ -265,6 +265,19 @@ def test_a_started_compute_job_lists_its_units_page_by_page(api, tenant) -> None
     assert (first["replicas"], first["quorum"], first["result"]) == (2, 2, None)
     other = make_compute_job(make_tenant())
     assert api.get(f"/api/v1/jobs/{other.id}/units/").status_code == 404
+    progress = api.get(f"/api/v1/jobs/{job_id}/").json()["progress"]
+    cut = sum(u.stop - u.start for u in WorkUnit.objects.filter(job_id=job_id))
+    assert progress == {
+        "total": 3,
+        "finished": 0,
+        "in_flight": 3,
+        "disputed": 0,
+        "failed": 0,
+        "pending": 0,
+        "percent": 0,
+        "cut_percent": 100 * cut // 1_000_000,
+    }
+    assert api.post("/api/v1/jobs/", JOB, format="json").json()["progress"] is None
 
 
 def test_a_compute_jobs_result_is_a_404_until_it_completes(api, tenant) -> None:
