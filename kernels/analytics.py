@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from kernels import noise
 from kernels.config import (
     NON_FIELD,
     SCHEMA_DIALECT,
@@ -132,7 +133,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "type": ["number", "null"],
             "exclusiveMinimum": 0,
             "default": None,
-            "description": "Differential-privacy budget of the release (Laplace mechanism, a "
+            "description": "Differential-privacy budget of the release (discrete Laplace noise, a "
             "worker as the privacy unit); null releases the exact statistic.",
         },
     },
@@ -251,25 +252,36 @@ def _scale_errors(config: Config) -> FieldErrors:
 
 
 def noise_scales(config: Config) -> dict[str, float]:
-    """Return the Laplace scale of the noise on each released aggregate (empty without epsilon).
+    """Return the scale of the noise on each released aggregate (empty without epsilon).
 
-    Scale = L1 sensitivity / epsilon with a worker as the privacy unit (add or remove one
-    worker). ``mean`` releases a noisy count and a noisy sum, each with half of epsilon
-    (sequential composition). ``quantiles`` are post-processing of the noisy histogram.
+    The noise is discrete Laplace on each aggregate's grid (kernels.noise): the scale is the
+    L1 sensitivity / epsilon with a worker as the privacy unit (add or remove one worker),
+    exactly for the integer count and bins, and one grid step more of sensitivity for a sum
+    (about one part in a million). ``mean`` releases a noisy count and a noisy sum, each with
+    half of epsilon (sequential composition). ``quantiles`` are post-processing of the noisy
+    histogram.
     """
+    return {
+        key: noise.noise_scale(sensitivity, epsilon, integer=key != "sum")
+        for key, (sensitivity, epsilon) in _calibration(config).items()
+    }
+
+
+def _calibration(config: Config) -> dict[str, tuple[float, float]]:
+    """(L1 sensitivity, epsilon) of each aggregate the release adds noise to."""
     epsilon = config["epsilon"]
     if epsilon is None:
         return {}
     statistic = config["statistic"]
-    rows = float(config["max_rows"])
+    rows = config["max_rows"]
     if statistic == "count":
-        return {"count": rows / epsilon}
+        return {"count": (rows, epsilon)}
     if statistic in ("histogram", "quantiles"):
-        return {"hist": rows / epsilon}
+        return {"hist": (rows, epsilon)}
     magnitude = rows * max(abs(config["lo"]), abs(config["hi"]))
     if statistic == "sum":
-        return {"sum": magnitude / epsilon}
-    return {"count": rows / (epsilon / 2), "sum": magnitude / (epsilon / 2)}
+        return {"sum": (magnitude, epsilon)}
+    return {"count": (rows, epsilon / 2), "sum": (magnitude, epsilon / 2)}
 
 
 def local(data_X: np.ndarray, config: Config) -> dict[str, Any]:
@@ -412,19 +424,21 @@ def merge(contributions: Iterable[Mapping[str, Any]], config: Config | None = No
 def release(
     merged: Mapping[str, Any], config: Config, *, rng: np.random.Generator | None = None
 ) -> dict[str, Any]:
-    """Return the statistic of the merged contributions, with Laplace noise if epsilon is set.
+    """Return the statistic of the merged contributions, with noise if epsilon is set.
 
     The result holds ``statistic``; the released values (``count``, ``sum``, ``mean``,
     ``edges`` and ``hist``, ``probabilities`` and ``quantiles`` as the statistic has them);
     ``epsilon`` (the budget spent: config["epsilon"], or 0.0 for an exact release);
-    ``mechanism`` ("laplace" or None) and ``noise_scale`` (``noise_scales(config)``).
+    ``mechanism`` ("discrete_laplace" or None) and ``noise_scale`` (``noise_scales(config)``).
 
     Without epsilon the values are exact (integer counts and bins; ``mean`` is None when the
-    count is 0). With epsilon each aggregate gets independent Laplace noise drawn from ``rng``
-    (default: ``np.random.default_rng()``, seeded from OS entropy) and the rest is
-    post-processing, which costs no privacy: a private mean is noisy sum / max(noisy count, 1)
-    clipped to [lo, hi]; quantiles come from the noisy histogram with negative bins set to 0.
-    Noisy counts are floats and may be negative. ``rng`` is ignored without epsilon.
+    count is 0). With epsilon each aggregate gets independent discrete Laplace noise, sampled
+    exactly from ``rng``'s random bits (kernels.noise; default ``np.random.default_rng()``,
+    seeded from OS entropy), and the rest is post-processing, which costs no privacy: a
+    private mean is noisy sum / max(noisy count, 1) clipped to [lo, hi]; quantiles come from
+    the noisy histogram with negative bins set to 0. Noisy counts and bins are integers and
+    may be negative; a noisy sum is a multiple of its grid step. ``rng`` is ignored without
+    epsilon.
     """
     statistic = config["statistic"]
     scales = noise_scales(config)
@@ -437,11 +451,19 @@ def release(
     if missing:
         raise ValueError(f"The merged contributions lack {', '.join(missing)}.")
 
+    calibration = _calibration(config)
+
     def noisy(key: str, value: Any) -> Any:
         if not private:
             return value
-        noise = rng.laplace(0.0, scales[key], size=np.shape(value))
-        return (np.asarray(value, dtype=np.float64) + noise).tolist()
+        sensitivity, epsilon = calibration[key]
+
+        def one(x: Any) -> Any:
+            return noise.release(
+                x, sensitivity=sensitivity, epsilon=epsilon, integer=key != "sum", rng=rng
+            )
+
+        return [one(x) for x in value] if isinstance(value, list) else one(value)
 
     result: dict[str, Any] = {"statistic": statistic}
     if statistic in ("count", "mean"):
@@ -459,7 +481,7 @@ def release(
             result["hist"], config["edges"], config["probabilities"]
         )
     result["epsilon"] = float(config["epsilon"]) if private else 0.0
-    result["mechanism"] = "laplace" if private else None
+    result["mechanism"] = "discrete_laplace" if private else None
     result["noise_scale"] = scales
     return result
 

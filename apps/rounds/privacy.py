@@ -30,12 +30,12 @@ import numpy as np
 # Randomness comes from a numpy.random.Generator the caller passes: tests pass a seeded one;
 # production should pass np.random.default_rng(), which numpy seeds from OS entropy.
 #
-# Out of scope: floating-point attacks. Sampling Laplace (or Gaussian) noise in floating point
-# leaks information through the low-order bits of the result (Mironov, "On Significance of the
-# Least Significant Bits for Differential Privacy", CCS 2012). No mitigation is applied here;
-# a deployment that must resist that attack needs the snapping mechanism from the same paper,
-# or integer-valued noise from an exact sampler (Canonne, Kamath & Steinke, "The Discrete
-# Gaussian for Differential Privacy", NeurIPS 2020) for the integer counts.
+# Floating-point attacks: sampling Laplace (or Gaussian) noise in floating point leaks
+# information through the low-order bits of the result (Mironov, "On Significance of the
+# Least Significant Bits for Differential Privacy", CCS 2012). The mechanisms in this module
+# do not defend against it; analytics releases therefore use kernels.noise instead (exact
+# discrete Laplace noise on a grid, Canonne, Kamath & Steinke, NeurIPS 2020). These remain for
+# calibration and for model updates, where the noise is one of many float operations.
 #
 # Accounting is basic sequential composition (Dwork & Roth, Theorem 3.16): running mechanisms
 # with (epsilon_i, delta_i) on the same data is (sum epsilon_i, sum delta_i)-DP.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from apps.rounds.privacy import noise_bound
 from ccgsc_client import Client
 from kernels import load_shard
+from kernels.noise import discrete_laplace_bound
 from tests.system.test_training import wait_for
 
 pytestmark = pytest.mark.system
@@ -52,8 +52,13 @@ def test_four_python_workers_release_a_private_histogram_within_its_noise_bound(
     scale = released["noise_scale"]["hist"]
     assert scale == config["max_rows"] / config["epsilon"]
     errors = np.abs(np.array(released["hist"]) - exact)
-    assert np.all(errors <= noise_bound(scale, 0.999999)), (released["hist"], exact.tolist())
+    assert np.all(errors <= discrete_laplace_bound(scale, 0.999999)), (
+        released["hist"],
+        exact.tolist(),
+    )
     assert np.any(errors > 0)  # noise was added
+    assert released["mechanism"] == "discrete_laplace"
+    assert all(isinstance(count, int) for count in released["hist"])  # integer noise
     assert job.refresh().data["privacy"] == {"epsilon_spent": 5.0, "epsilon_budget": 5.0}
 
 

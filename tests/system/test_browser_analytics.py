@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apps.rounds.privacy import noise_bound
 from ccgsc_client import Client
 from kernels import analytics, load_shard
+from kernels.noise import discrete_laplace_bound
 from tests.system.conftest import ARTIFACTS
 from tests.system.sniffer import Sniffer
 from tests.system.test_analytics import HISTOGRAM, exact_histogram
@@ -115,7 +115,10 @@ def test_two_browsers_and_a_python_worker_release_a_private_histogram(chromium, 
     scale = released["noise_scale"]["hist"]
     assert scale == HISTOGRAM["max_rows"] / HISTOGRAM["epsilon"]
     errors = np.abs(np.array(released["hist"]) - exact)
-    assert np.all(errors <= noise_bound(scale, 0.999999)), (released["hist"], exact.tolist())
+    assert np.all(errors <= discrete_laplace_bound(scale, 0.999999)), (
+        released["hist"],
+        exact.tolist(),
+    )
 
     # What left the browsers: their contributions, never a row or a value of their files.
     frames = [json.loads(line) for line in sent.split(b"\n") if b'"type":"contribution"' in line]

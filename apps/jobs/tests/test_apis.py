@@ -349,7 +349,7 @@ def test_an_analytics_job_result_has_the_release_and_the_epsilon_spent(api, tena
     analytics.job_release(job_id=job.id)
 
     body = api.get(f"/api/v1/jobs/{job.id}/result/").json()
-    assert body["result"]["statistic"] == "count" and isinstance(body["result"]["count"], float)
+    assert body["result"]["statistic"] == "count" and isinstance(body["result"]["count"], int)
     assert body["result"]["noise_scale"] == {"count": 40.0}
     assert body["epsilon_spent"] == 0.25 and body["epsilon_budget"] == 1.0
     detail = api.get(f"/api/v1/jobs/{job.id}/").json()
