@@ -6,7 +6,10 @@ once with one replica per unit and once with two (every unit spot-checked, so no
 alone), and prints units/s, wall time, the kernel's own time per unit and the server's
 scheduling overhead per unit: the time from a replica's result being recorded to the same
 worker's next replica being assigned, from the replicas' database timestamps. The baseline is
-the same units computed one after another in this process. Never fails on time.
+the same units computed one after another in this process. Then a sizing run: two workers,
+one computing a quarter of the time, with units cut per worker to take ``--sizing-seconds``;
+it prints each worker's measured speed and its units' cost and seconds, next to its first
+unit's (cut at the nominal speed, as with no sizing). Never fails on time.
 
     python bench/compute.py [--workers 10] [--hi 1000000000] [--units 400] [--replicas 1 2]
 """
@@ -119,6 +122,53 @@ def measure(workers: int, config: dict, unit_seconds: float, replicas: int) -> d
             stack.stop()
 
 
+def measure_sizing(hi: int, unit_seconds: float) -> list[dict]:
+    """Two workers, one computing all the time and one a quarter of it (``--cpu-limit 25``),
+    on a primes job with units sized per worker: for each, its measured speed, and the cost
+    and seconds of its first unit (cut at the nominal speed, as with no sizing) and of the
+    rest (cut at its measured speed)."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        stack = Stack(Path(tmp_name)).start()
+        try:
+            names = {"full": 100, "quarter": 25}
+            for name, limit in names.items():
+                stack.spawn_worker(stack.enroll(name), dataset=None, cpu_limit=limit)
+            client = Client(stack.base_url, stack.token)
+            deadline = time.monotonic() + 180
+            while sum(w["connected"] for w in client.workers()) < len(names):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("workers did not connect")
+                time.sleep(0.2)
+            job = client.jobs.create(
+                name="bench sizing",
+                type="compute",
+                kernel="primes",
+                config={"lo": 1, "hi": hi},
+                policy={"unit_seconds": unit_seconds, "replicas": 1, "quorum": 1},
+            )
+            job.start().wait(timeout=900, poll=0.2)
+            units = sorted(job.units(), key=lambda u: u["index"])
+            rows = []
+            for worker in client.workers():
+                mine = [u for u in units if u["worker"] == worker["id"]]
+                rest = mine[1:]
+                rows.append(
+                    {
+                        "name": worker["name"],
+                        "status": job.status,
+                        "speed": worker["compute_speeds"].get("primes"),
+                        "units": len(mine),
+                        "first_cost": mine[0]["cost"],
+                        "first_s": mine[0]["seconds"],
+                        "cost": statistics.median(u["cost"] for u in rest) if rest else None,
+                        "seconds": [u["seconds"] for u in rest],
+                    }
+                )
+            return rows
+        finally:
+            stack.stop()
+
+
 def ms(values: list[float], how) -> str:  # noqa: ANN001 - statistics.mean or median
     return f"{1000 * how(values):.1f}" if values else "-"
 
@@ -129,6 +179,10 @@ def main() -> None:
     parser.add_argument("--hi", type=int, default=10**9, help="count the primes in [1, hi]")
     parser.add_argument("--units", type=int, default=400, help="about this many units")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--sizing-seconds", type=float, default=0.3, help="unit_seconds of the sizing run"
+    )
+    parser.add_argument("--sizing-hi", type=int, default=10**10, help="its primes in [1, hi]")
     args = parser.parse_args()
     config = {"lo": 1, "hi": args.hi}
     unit_seconds = unit_seconds_for(config, args.units)
@@ -162,6 +216,25 @@ def main() -> None:
             f"{replicas:>8} {r['units']:>5} {r['replicas']:>8.2f} {r['rate']:>8.1f} "
             f"{r['server']:>6.2f} {r['wall']:>6.2f} {cells[0]:>15} {cells[1]:>15} "
             f"{cells[2]:>15} {r['busy']:>5.0%}  ({r['status']}, {ok})"
+        )
+    target = args.sizing_seconds
+    print(
+        f"\nunits sized per worker: unit_seconds={target}, a worker computing all the time and "
+        "one a quarter of it (--cpu-limit 25); its first unit is cut at the nominal speed, "
+        "as with no sizing, the rest at its measured speed"
+    )
+    print(
+        f"{'worker':>8} {'speed':>7} {'units':>5} {'first cost':>10} {'first s':>8} "
+        f"{'cost':>8} {'s median':>8} {'s min-max':>11}"
+    )
+    for r in measure_sizing(args.sizing_hi, target):
+        seconds = r["seconds"]
+        spread = f"{min(seconds):.2f}-{max(seconds):.2f}" if seconds else "-"
+        median = f"{statistics.median(seconds):.3f}" if seconds else "-"
+        cost = f"{r['cost']:.4f}" if r["cost"] is not None else "-"
+        print(
+            f"{r['name']:>8} {r['speed'] or 0:>7.3f} {r['units']:>5} {r['first_cost']:>10.4f} "
+            f"{r['first_s']:>8.3f} {cost:>8} {median:>8} {spread:>11}  ({r['status']})"
         )
 
 
