@@ -135,6 +135,7 @@ function pause() {
   }
   state.current = null;
   state.pending.clear();
+  stopSlots();
   closeSocket(1000);
   status("paused", "Paused. No work is being done.");
 }
@@ -353,6 +354,17 @@ async function compute(msg) {
   }
 }
 
+// Pause stops the units being computed: their Web Workers are terminated (Chromium ends a
+// worker busy in a loop within about two seconds) and the server takes the units back, or
+// sends them again if this worker resumes in time.
+function stopSlots() {
+  for (const slot of state.slots) {
+    slot.worker.terminate();
+    slot.reject?.(new Error("paused"));
+  }
+  state.slots = [];
+}
+
 function runInSlot(msg) {
   let slot = state.slots.find((s) => !s.busy);
   if (!slot) {
@@ -363,13 +375,16 @@ function runInSlot(msg) {
   const busy = state.slots.filter((s) => s.busy).length;
   state.counters.parallel = Math.max(state.counters.parallel, busy);
   return new Promise((resolve, reject) => {
+    slot.reject = reject;
     slot.worker.onmessage = ({ data }) => {
       slot.busy = false;
+      slot.reject = null;
       if (data.error) reject(new Error(data.error));
       else resolve(data);
     };
     slot.worker.onerror = (event) => {
       slot.busy = false;
+      slot.reject = null;
       reject(new Error(event.message || "the compute slot failed"));
     };
     const { unit: id, kernel, spec, config } = msg;

@@ -7,12 +7,15 @@ the repository).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import struct
+import time
 import zlib
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from ccgsc_client import Client
@@ -455,3 +458,47 @@ def test_a_browser_given_two_cores_runs_two_units_at_once(volunteer, stack):
         timeout=10000,
     )
     page.screenshot(path=ARTIFACTS / "two-cores-after-job.png")
+
+
+def chromium_cpu_seconds(during: float) -> float:
+    """CPU seconds all Chromium processes use over the next ``during`` seconds."""
+
+    def total() -> float:
+        seconds = 0.0
+        for proc in psutil.process_iter(["name"]):
+            if "chrom" in (proc.info["name"] or ""):
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    seconds += times.user + times.system
+        return seconds
+
+    before = total()
+    time.sleep(during)
+    return total() - before
+
+
+def test_pause_stops_a_unit_being_computed(volunteer, stack):
+    client = Client(stack.base_url, stack.token)
+    page = volunteer("pause-compute")
+    join(page, "pause-compute")
+    job = client.jobs.create(
+        name="a long unit",
+        type="compute",
+        kernel="primes",
+        config={"lo": 1, "hi": 10**11},
+        policy={"unit_seconds": 30, "unit_deadline_s": 300, "replicas": 1, "quorum": 1},
+    )
+    job.start()
+    page.wait_for_function(
+        "document.getElementById('status').dataset.state === 'computing'", timeout=30000
+    )
+    assert chromium_cpu_seconds(1.0) > 0.6  # a core is busy with a unit of about 30 s
+    page.click("#pause")
+    page.wait_for_function(
+        "document.getElementById('status').dataset.state === 'paused'", timeout=5000
+    )
+    paused_at = time.monotonic()
+    # Its Web Worker is terminated; Chromium ends one busy in a loop within about 2 s.
+    while chromium_cpu_seconds(0.5) > 0.1:
+        assert time.monotonic() - paused_at < 5, "the unit kept computing after Pause"
+    job.cancel()
