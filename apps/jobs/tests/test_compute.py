@@ -256,6 +256,40 @@ def test_a_worker_with_slots_holds_that_many_units_and_each_result_frees_one(
     assert UnitReplica.objects.filter(worker=full, status="assigned").count() == 1
 
 
+def test_a_cutter_that_loses_the_race_for_an_index_cuts_the_next_one(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    first, second = make_compute_worker(tenant), make_compute_worker(tenant)
+    job = make_compute_job(tenant, policy={"unit_seconds": 2e-5, "replicas": 1})
+    start(job, django_capture_on_commit_callbacks)
+    taken = dispatch(first, django_capture_on_commit_callbacks)
+    real = compute._cut_to
+    stale = iter([(1, 0)])  # what a cutter read before the other's unit 0 was committed
+
+    def cut_to(*args):  # noqa: ANN002, ANN202
+        return next(stale, None) or real(*args)
+
+    with mock.patch("apps.jobs.compute._cut_to", side_effect=cut_to):
+        replica = compute._cut(Worker.objects.get(pk=second.pk), job)
+    assert (replica.unit.index, replica.unit.start) == (1, taken.stop)
+    assert job.units.count() == 2
+
+
+def test_a_unit_cut_while_its_job_stops_is_rolled_back(
+    tenant, django_capture_on_commit_callbacks, sent
+) -> None:
+    worker = make_compute_worker(tenant)
+    job = make_compute_job(tenant)
+    start(job, django_capture_on_commit_callbacks)
+    job.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=False):
+        job_services.job_cancel(job_id=job.id)
+    # The dispatcher read the job as running just before the cancel committed.
+    assert job.status == "running"
+    assert compute._cut(Worker.objects.get(pk=worker.pk), job) is None
+    assert not job.units.exists() and held(worker) is None
+
+
 def test_slots_are_kept_only_as_a_whole_number_from_one_to_the_maximum() -> None:
     assert job_services.clean_capabilities({"slots": 4}) == {"slots": 4}
     assert job_services.clean_capabilities({"slots": job_services.MAX_SLOTS})["slots"] == 64
