@@ -15,8 +15,10 @@ from kernels.config import (
     Config,
     FieldErrors,
     KernelConfigError,
+    finiteness_errors,
     make_validator,
     schema_errors,
+    with_defaults,
 )
 from kernels.registry import UnknownKernel
 
@@ -98,12 +100,8 @@ class ComputeKernel:
         if errors:
             raise KernelConfigError(errors)
         properties = self.config_schema["properties"]
-        resolved = {
-            name: _coerce(spec, config[name]) if name in config else spec["default"]
-            for name, spec in properties.items()
-            if name in config or "default" in spec
-        }
-        errors = _finiteness_errors(properties, resolved)
+        resolved = with_defaults(properties, config)
+        errors = finiteness_errors(properties, resolved)
         if not errors:
             errors = self.ops.check(resolved)
         if errors:
@@ -299,22 +297,6 @@ def build_compute_schema(title: str, properties: Mapping[str, dict[str, Any]]) -
 def field_error(field_name: str, message: str) -> FieldErrors:
     """Return the errors dict of one message about one field."""
     return {field_name: [message]}
-
-
-def _coerce(spec: Mapping, value: Any) -> Any:
-    if spec.get("type") == "integer":
-        return int(value)
-    if spec.get("type") == "number":
-        return float(value)
-    return value
-
-
-def _finiteness_errors(properties: Mapping, config: Config) -> FieldErrors:
-    return {
-        name: ["Must be a finite number."]
-        for name, spec in properties.items()
-        if spec.get("type") == "number" and not math.isfinite(config[name])
-    }
 
 
 @functools.cache

@@ -89,8 +89,8 @@ def resolve(validator: jsonschema.Draft202012Validator, config: Any) -> Config:
     if errors:
         raise KernelConfigError(errors)
     properties = validator.schema["properties"]
-    resolved = _with_defaults(properties, config)
-    errors = _finiteness_errors(properties, resolved)
+    resolved = with_defaults(properties, config)
+    errors = finiteness_errors(properties, resolved)
     errors.update(_dataset_errors(resolved))
     if errors:
         raise KernelConfigError(errors)
@@ -174,7 +174,9 @@ def _type_phrase(value: str | list[str]) -> str:
     return " or ".join(words.get(name, name) for name in names)
 
 
-def _with_defaults(properties: Mapping, config: Mapping) -> Config:
+def with_defaults(properties: Mapping, config: Mapping) -> Config:
+    """The schema's properties given in ``config`` (coerced to int or float as the schema
+    types them) or with a default, filled with their defaults."""
     resolved: Config = {}
     for name, spec in properties.items():
         if name in config:
@@ -192,7 +194,8 @@ def _coerce(spec: Mapping, value: Any) -> Any:
     return value
 
 
-def _finiteness_errors(properties: Mapping, config: Config) -> FieldErrors:
+def finiteness_errors(properties: Mapping, config: Config) -> FieldErrors:
+    """A message for each ``number`` property of ``config`` that is not finite."""
     return {
         name: ["Must be a finite number."]
         for name, spec in properties.items()
