@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 
@@ -25,22 +23,6 @@ HISTOGRAM = {
     "max_rows": 10,
     "epsilon": 1.0,
 }
-
-
-@pytest.fixture
-def sent():
-    """Frames the services hand to the gateway (after commit)."""
-    frames: list[tuple[str, dict]] = []
-    with mock.patch(
-        "apps.jobs.gateway.send_frames",
-        side_effect=lambda batch, contexts=None: frames.extend(batch),
-    ):
-        yield frames
-
-
-@pytest.fixture
-def tenant():
-    return make_tenant()
 
 
 def start(job: Job, capture) -> list[AnalyticsContribution]:

@@ -31,11 +31,6 @@ def client_for(user) -> APIClient:
 
 
 @pytest.fixture
-def tenant():
-    return make_tenant()
-
-
-@pytest.fixture
 def api(tenant):
     return client_for(make_user(tenant))
 

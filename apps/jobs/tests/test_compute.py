@@ -14,27 +14,11 @@ from django.utils import timezone
 from apps.jobs import compute, validation
 from apps.jobs import services as job_services
 from apps.jobs.models import Job, UnitReplica, Worker, WorkUnit
-from apps.testing import make_compute_job, make_compute_worker, make_tenant
+from apps.testing import make_compute_job, make_compute_worker
 from kernels.compute import get_compute_kernel
 from kernels.primes import count_primes
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent():
-    """Frames the services hand to the gateway (after commit)."""
-    frames: list[tuple[str, dict]] = []
-    with mock.patch(
-        "apps.jobs.gateway.send_frames",
-        side_effect=lambda batch, contexts=None: frames.extend(batch),
-    ):
-        yield frames
-
-
-@pytest.fixture
-def tenant():
-    return make_tenant()
 
 
 def start(job: Job, capture, execute: bool = False) -> None:

@@ -57,11 +57,6 @@ async def closed_with(comm: WebsocketCommunicator) -> int:
     return output["code"]
 
 
-@pytest.fixture
-def tenant():
-    return make_tenant()
-
-
 async def assigned(tenant, config=None, policy=None) -> tuple[WebsocketCommunicator, dict]:
     """A worker connected to a running one-worker job, holding its first assignment."""
     worker, token = await db(make_worker)(tenant, connected=False)

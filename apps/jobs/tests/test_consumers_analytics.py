@@ -22,11 +22,6 @@ db = database_sync_to_async
 ROWS = np.array([[0.5], [1.5], [1.7], [3.9], [9.0]])
 
 
-@pytest.fixture
-def tenant():
-    return make_tenant()
-
-
 async def connect(token: str, samples: int = 5) -> WebsocketCommunicator:
     """A worker that holds ``samples`` rows (none: it says nothing of data), welcomed."""
     comm = WebsocketCommunicator(application, "/ws/worker/")

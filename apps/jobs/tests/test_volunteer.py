@@ -8,15 +8,10 @@ from rest_framework.test import APIClient
 
 from apps.jobs.models import Worker
 from apps.rounds.selectors import eligible_workers
-from apps.testing import make_job, make_tenant, make_worker
+from apps.testing import make_job, make_worker
 from kernels import load_shard
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def tenant():
-    return make_tenant()
 
 
 def enroll(tenant, **extra):

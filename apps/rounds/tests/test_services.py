@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -19,17 +18,6 @@ from apps.rounds.models import Assignment, Round
 from apps.testing import make_job, make_tenant, make_worker, store_update
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent():
-    """Frames the services hand to the gateway (after commit)."""
-    frames: list[tuple[str, dict]] = []
-    with mock.patch(
-        "apps.jobs.gateway.send_frames",
-        side_effect=lambda batch, contexts=None: frames.extend(batch),
-    ):
-        yield frames
 
 
 def start(job: Job, capture) -> Round:
